@@ -1,0 +1,85 @@
+/*
+ * pvkit hypercall ABI: discovery, calling convention, hypercall numbers.
+ *
+ * Discovery. CPUID leaf PVKIT_CPUID_BASE returns the highest pvkit leaf in
+ * EAX and the 12-byte signature "pvkitpvkitpv" in EBX, ECX, EDX (in that
+ * order). Leaf PVKIT_CPUID_INFO returns:
+ *   EAX  PVKIT_ABI_VERSION
+ *   EBX  low 32 bits of the feature mask (PVKIT_FEAT_*)
+ *   ECX  guest frame number of the hypercall page (GPA >> 12)
+ *   EDX  guest frame number of the start-info page (GPA >> 12)
+ *
+ * Calling convention. The hypercall number goes in RAX, up to five
+ * arguments in RDI, RSI, RDX, R10, R8 (the x86-64 syscall order), and the
+ * result comes back in RAX: >= 0 on success, a negated PVKIT_E* number on
+ * failure. All other registers are preserved. Guests call
+ * `hypercall_page + nr * PVKIT_HYPERCALL_STUB_SIZE` and never issue the exit
+ * instruction themselves, so the VMM can change the mechanism without
+ * changing guests.
+ *
+ * Mechanism (version 1). The VMM fills each stub with
+ *     mov $nr, %eax ; out %al, $PVKIT_HYPERCALL_PORT ; ret
+ * The port write exits to the VMM, which reads the registers, runs the call
+ * and writes RAX before resuming. vmcall/vmmcall are not used: on the hosts
+ * pvkit is developed on they livelock (CPL0) or fail with -EPERM (CPL3).
+ * Hypercalls are only valid from guest CPL0; a guest user-mode program
+ * asks its kernel through a system call.
+ *
+ * Pointer arguments are guest-physical addresses. The VMM validates that the
+ * whole range lies in guest RAM and copies the structure in before it looks
+ * at any field, and copies results out only after the call succeeded.
+ */
+#ifndef PVKIT_HYPERCALL_H
+#define PVKIT_HYPERCALL_H
+
+#include "abi.h"
+
+#define PVKIT_CPUID_BASE 0x40000000u
+#define PVKIT_CPUID_INFO 0x40000001u
+#define PVKIT_CPUID_MAX PVKIT_CPUID_INFO
+/* "pvkitpvkitpv" as the three little-endian registers EBX, ECX, EDX. */
+#define PVKIT_CPUID_SIG_EBX 0x696b7670u /* "pvki" */
+#define PVKIT_CPUID_SIG_ECX 0x6b767074u /* "tpvk" */
+#define PVKIT_CPUID_SIG_EDX 0x76707469u /* "itpv" */
+
+#define PVKIT_HYPERCALL_PORT 0x99u
+#define PVKIT_HYPERCALL_STUB_SIZE 32u
+#define PVKIT_HYPERCALL_MAX_STUBS (PVKIT_PAGE_SIZE / PVKIT_HYPERCALL_STUB_SIZE)
+
+/*
+ * Hypercall numbers. Append-only; an unknown number returns -PVKIT_ENOSYS.
+ */
+/* () -> PVKIT_ABI_VERSION of the VMM. */
+#define PVKIT_HC_VERSION 0u
+/* () -> the 64-bit PVKIT_FEAT_* mask. */
+#define PVKIT_HC_FEATURES 1u
+/* (gpa, len) -> bytes written. len <= PVKIT_CONSOLE_WRITE_MAX. */
+#define PVKIT_HC_CONSOLE_WRITE 2u
+/* (PVKIT_SCHEDOP_*, arg) -> 0; see below. */
+#define PVKIT_HC_SCHED_OP 3u
+/* (PVKIT_EVTCHNOP_*, gpa of the operation's structure) -> 0; evtchn.h. */
+#define PVKIT_HC_EVTCHN_OP 4u
+/* (pool index, gpa of struct pvkit_grant_pool_info) -> 0; grant.h. */
+#define PVKIT_HC_GRANT_POOL_QUERY 5u
+/* (gpa of struct pvkit_store_ring_info) -> 0; store.h. */
+#define PVKIT_HC_STORE_RING_INFO 6u
+/* () -> guest-physical address of the start-info page; start_info.h. */
+#define PVKIT_HC_START_INFO 7u
+#define PVKIT_HC_COUNT 8u
+
+#define PVKIT_CONSOLE_WRITE_MAX 4096u
+
+/* PVKIT_HC_SCHED_OP commands. */
+/* Give up the vCPU once; arg ignored. */
+#define PVKIT_SCHEDOP_YIELD 0u
+/* Sleep until an interrupt is pending (event-channel upcall or timer). */
+#define PVKIT_SCHEDOP_BLOCK 1u
+/* Stop the domain; arg is a PVKIT_SHUTDOWN_* reason. Does not return. */
+#define PVKIT_SCHEDOP_SHUTDOWN 2u
+
+/* Shutdown reasons; the VMM's exit status is derived from them. */
+#define PVKIT_SHUTDOWN_POWEROFF 0u /* success: VMM exits 0 */
+#define PVKIT_SHUTDOWN_REBOOT 1u
+#define PVKIT_SHUTDOWN_CRASH 3u /* guest-detected failure: VMM exits non-zero */
+
+#endif /* PVKIT_HYPERCALL_H */
