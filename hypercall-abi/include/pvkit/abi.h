@@ -64,6 +64,8 @@
 #define PVKIT_FEAT_GRANT_POOLS (1ull << 3)   /* PVKIT_HC_GRANT_POOL_QUERY */
 #define PVKIT_FEAT_STORE_RING (1ull << 4)    /* store ring, see store.h */
 #define PVKIT_FEAT_MULTI_PAGE_RING (1ull << 5) /* ring-page-order > 0 */
+/* Bit 63 is reserved and never set, so the mask is never mistaken for a
+ * negative error by PVKIT_HC_FEATURES callers. */
 
 /* Domain identifiers, as in Xen: 16 bits, domain 0 is the host. */
 typedef uint16_t pvkit_domid_t;
@@ -76,7 +78,9 @@ typedef uint16_t pvkit_domid_t;
 /* Event-channel ports are per domain. Port 0 is never valid. */
 typedef uint32_t pvkit_evtchn_port_t;
 
-/* Grant references index a grant pool's table. */
+/* Grant references index a grant pool's table. Reference 0 is reserved:
+ * frontends never grant it and backends refuse it, so a zero-filled request
+ * can never name a valid grant. */
 typedef uint32_t pvkit_grant_ref_t;
 
 /* The page size of every shared structure (grant pools, rings, store ring). */
@@ -107,6 +111,7 @@ typedef uint32_t pvkit_grant_ref_t;
 #define PVKIT_ERANGE 34
 #define PVKIT_ENOSYS 38
 #define PVKIT_ENOTEMPTY 39
+#define PVKIT_EPROTO 71
 #define PVKIT_EOPNOTSUPP 95
 #define PVKIT_EISCONN 106
 #define PVKIT_ENOTCONN 107

@@ -12,11 +12,13 @@
  * inside it (first_sect <= last_sect <= 7). For a write the frame may be
  * granted read-only; for a read it must be granted writable.
  *
- * Store keys (see docs/handshake.md): the backend publishes sectors,
- * sector-size, info (PVKIT_VDISK_*), feature-flush-cache, feature-discard,
+ * Store keys (see docs/handshake.md): the backend publishes sectors (the
+ * size in 512-byte sectors, whatever sector-size is), sector-size, info
+ * (PVKIT_VDISK_*), feature-flush-cache, feature-discard, discard-secure,
  * discard-granularity, feature-max-indirect-segments, max-ring-page-order;
- * the frontend publishes ring-ref (or ring-ref0.. for multi-page rings),
- * event-channel and protocol = "x86_64-abi".
+ * the frontend publishes ring-ref (or ring-page-order and ring-ref0 ..
+ * ring-ref<2^order - 1> for multi-page rings), event-channel and
+ * protocol = "x86_64-abi".
  */
 #ifndef PVKIT_BLKIF_H
 #define PVKIT_BLKIF_H
@@ -63,10 +65,10 @@ struct pvkit_blkif_segment {
 PVKIT_ABI_SIZE(struct pvkit_blkif_segment, 8);
 PVKIT_ABI_OFFSET(struct pvkit_blkif_segment, first_sect, 4);
 
-/* READ, WRITE, FLUSH_DISKCACHE (nr_segments may be 0). Written by: frontend. */
+/* READ, WRITE, FLUSH_DISKCACHE. Written by: frontend. */
 struct pvkit_blkif_request {
     uint8_t operation;   /* PVKIT_BLKIF_OP_* */
-    uint8_t nr_segments; /* 1..11 for READ/WRITE; 0 for FLUSH */
+    uint8_t nr_segments; /* 1..11 for READ/WRITE; must be 0 for FLUSH */
     uint16_t handle;     /* device handle, the devid */
     uint32_t pad;
     uint64_t id;                        /* echoed in the response; the frontend's tag */
@@ -95,7 +97,10 @@ PVKIT_ABI_OFFSET(struct pvkit_blkif_request_discard, nr_sectors, 24);
 
 /*
  * INDIRECT: the segments live in up to 8 granted pages of struct
- * pvkit_blkif_segment (512 per page). Written by: frontend.
+ * pvkit_blkif_segment (512 per page). The first
+ * ceil(nr_segments / 512) entries of indirect_grefs are used, the rest are
+ * 0. Indirect pages may be granted read-only; the backend copies them once
+ * and checks the copy. Written by: frontend.
  */
 struct pvkit_blkif_request_indirect {
     uint8_t operation;    /* PVKIT_BLKIF_OP_INDIRECT */

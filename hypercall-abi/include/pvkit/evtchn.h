@@ -3,7 +3,11 @@
  *
  * An event channel connects a port in one domain with a port in another.
  * The frontend allocates an unbound port for its backend's domain and
- * publishes the number in the store; the backend binds to it.
+ * publishes the number in the store; the backend binds to it. A guest does
+ * this with the hypercalls below. A host backend (domain 0) makes no
+ * hypercalls: it reads the port from the store and receives that port's
+ * two eventfds from the guest's VMM over a Unix socket (SCM_RIGHTS), which
+ * is what binding means for it.
  *
  * Sending. A guest notifies the remote end of port P by writing P as a
  * 32-bit value to offset PVKIT_DOORBELL_NOTIFY of the doorbell page (an

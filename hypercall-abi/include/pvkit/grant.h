@@ -16,23 +16,32 @@
  * Only data frames can be granted. The header and the table are written by
  * the frontend and are therefore untrusted by the backend: it copies the
  * header once when it maps the pool, checks it against the size of the
- * memfd it was given, and from then on uses only its private copy.
+ * memfd it was given, and from then on uses only its private copy. The
+ * memfd must be sealed with F_SEAL_SHRINK and F_SEAL_GROW; a backend
+ * refuses any other, since a pool that can shrink under a mapping turns the
+ * backend's accesses into SIGBUS.
+ *
+ * Reference 0 is reserved (see abi.h): nr_grants is at least 2.
  *
  * Grant life cycle (frontend = granter, backend = grantee):
  *
- *  1. grant: the frontend picks a free reference, writes domid and frame,
- *     then (release barrier: domid and frame become visible before flags)
- *     writes flags = PVKIT_GTF_PERMIT_ACCESS [| PVKIT_GTF_READONLY].
- *  2. map: the backend reads the entry once as a 32-bit (flags, domid) word
- *     plus frame, checks type, grantee domid, access mode and frame range,
- *     then sets PVKIT_GTF_READING or PVKIT_GTF_WRITING with a compare and
- *     exchange on the (flags, domid) word against the value it validated. If
- *     the frontend changed the entry in between, the exchange fails and the
- *     map is refused.
- *  3. unmap: the backend clears the bit it set (atomic and-not).
- *  4. end: the frontend replaces flags with 0 by compare and exchange from a
- *     value without READING/WRITING. While the backend has the grant in use
- *     the exchange fails and the frontend must defer (-PVKIT_EBUSY).
+ *  1. grant: the frontend picks a free reference, writes frame, then
+ *     writes the (flags, domid) word with one release store, flags =
+ *     PVKIT_GTF_PERMIT_ACCESS [| PVKIT_GTF_READONLY] (release: the frame is
+ *     visible before the entry becomes valid).
+ *  2. map: the backend reads the (flags, domid) word once (acquire) and the
+ *     frame once, checks type, grantee domid, access mode and that the frame
+ *     is a data frame, then sets PVKIT_GTF_READING or PVKIT_GTF_WRITING with
+ *     a compare and exchange on the word against the value it checked. If
+ *     the frontend changed the word in between, the exchange fails and the
+ *     map is refused. The frame is not part of the exchange: the backend
+ *     uses only its checked copy, whatever the frontend writes later.
+ *  3. unmap: the backend counts mappings per reference and access; when
+ *     the last one goes it clears the bit it set (atomic and-not).
+ *  4. end: the frontend replaces the whole word (flags and domid) with 0 by
+ *     compare and exchange from a value without READING/WRITING. While the
+ *     backend has the grant in use the exchange fails and the frontend
+ *     must defer (-PVKIT_EBUSY).
  */
 #ifndef PVKIT_GRANT_H
 #define PVKIT_GRANT_H
@@ -77,7 +86,7 @@ struct pvkit_grant_pool_header {
     uint32_t version;       /* PVKIT_GRANT_POOL_VERSION */
     uint32_t page_size;     /* PVKIT_PAGE_SIZE */
     uint32_t nr_frames;     /* total frames, header and table included */
-    uint32_t table_first;   /* first frame of the grant table (1) */
+    uint32_t table_first;   /* first frame of the grant table: 1 in version 1 (backends accept >= 1) */
     uint32_t table_nr;      /* frames of grant table */
     uint32_t nr_grants;     /* entries, <= table_nr * PVKIT_GRANT_ENTRIES_PER_PAGE */
     uint32_t data_first;    /* first grantable frame, = table_first + table_nr */

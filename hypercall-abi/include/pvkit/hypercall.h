@@ -28,6 +28,13 @@
  * Pointer arguments are guest-physical addresses. The VMM validates that the
  * whole range lies in guest RAM and copies the structure in before it looks
  * at any field, and copies results out only after the call succeeded.
+ *
+ * Errors every hypercall may return: -PVKIT_ENOSYS (unknown number),
+ * -PVKIT_EFAULT (an address range not wholly in guest RAM), -PVKIT_EINVAL
+ * (an unknown sub-operation, a bad port or vector, reserved fields not
+ * zero), -PVKIT_E2BIG (a length over its limit), -PVKIT_ENOENT (an unknown
+ * pool index or port). A result in [-4095, -1] is an error; every other
+ * value is a success.
  */
 #ifndef PVKIT_HYPERCALL_H
 #define PVKIT_HYPERCALL_H
@@ -72,14 +79,21 @@
 /* PVKIT_HC_SCHED_OP commands. */
 /* Give up the vCPU once; arg ignored. */
 #define PVKIT_SCHEDOP_YIELD 0u
-/* Sleep until an interrupt is pending (event-channel upcall or timer). */
+/*
+ * Sleep until an interrupt is pending (event-channel upcall or timer). The
+ * guest calls it with interrupts disabled, after its last check for work;
+ * the VMM returns at once if an interrupt is already pending, so no wakeup
+ * is lost between the check and the call. The interrupt stays pending and
+ * is taken when the guest re-enables interrupts.
+ */
 #define PVKIT_SCHEDOP_BLOCK 1u
 /* Stop the domain; arg is a PVKIT_SHUTDOWN_* reason. Does not return. */
 #define PVKIT_SCHEDOP_SHUTDOWN 2u
 
 /* Shutdown reasons; the VMM's exit status is derived from them. */
 #define PVKIT_SHUTDOWN_POWEROFF 0u /* success: VMM exits 0 */
-#define PVKIT_SHUTDOWN_REBOOT 1u
+#define PVKIT_SHUTDOWN_REBOOT 1u   /* the toolstack decides whether to restart */
+/* 2 is reserved (Xen's suspend). */
 #define PVKIT_SHUTDOWN_CRASH 3u /* guest-detected failure: VMM exits non-zero */
 
 #endif /* PVKIT_HYPERCALL_H */

@@ -6,18 +6,24 @@
  *
  * Transmit: a packet is one or more tx requests. The first carries the
  * total packet size in `size`, later ones their own fragment size;
- * PVKIT_NETTXF_MORE_DATA marks every request but the last. With
- * PVKIT_NETTXF_EXTRA_INFO the next slot is a struct pvkit_netif_extra_info
- * (GSO parameters and the like) instead of a request. Each request gets one
- * response with its id; extra-info slots get a PVKIT_NETIF_RSP_NULL one.
+ * PVKIT_NETTXF_MORE_DATA marks every request but the last. Only the first
+ * request of a packet may carry PVKIT_NETTXF_EXTRA_INFO; then the next
+ * slot is a struct pvkit_netif_extra_info (GSO parameters and the like)
+ * instead of a request. Each request gets one response with its id; an
+ * extra-info slot gets a PVKIT_NETIF_RSP_NULL response carrying the id of
+ * the request before it, which frontends skip without an id check.
  *
  * Receive: the frontend posts empty granted (writable) pages as rx
  * requests; the backend copies a packet into them and answers with offset,
- * size (status >= 0 is the byte count) and flags.
+ * flags and status: > 0 is the byte count, < 0 a PVKIT_NETIF_RSP_* error;
+ * 0 is never sent on rx.
  *
- * Store keys: tx-ring-ref, rx-ring-ref, event-channel (or
- * event-channel-tx/-rx), request-rx-copy = 1, feature-sg, feature-gso-tcpv4,
- * feature-gso-tcpv6, feature-no-csum-offload, multi-queue-num-queues, mac.
+ * Store keys. Backend writes: feature-sg, feature-gso-tcpv4,
+ * feature-gso-tcpv6, feature-no-csum-offload, feature-rx-copy,
+ * multi-queue-max-queues, mac (from the toolstack). Frontend writes:
+ * tx-ring-ref, rx-ring-ref, event-channel (or event-channel-tx/-rx),
+ * request-rx-copy = 1, multi-queue-num-queues; with more than one queue
+ * the ring and channel keys move to queue-<n>/ subdirectories.
  */
 #ifndef PVKIT_NETIF_H
 #define PVKIT_NETIF_H
@@ -114,7 +120,7 @@ struct pvkit_netif_rx_response {
     uint16_t id;
     uint16_t offset; /* where the data starts in the frame */
     uint16_t flags;  /* PVKIT_NETRXF_* */
-    int16_t status;  /* bytes received (> 0) or PVKIT_NETIF_RSP_* (< 0) */
+    int16_t status;  /* bytes received (> 0) or PVKIT_NETIF_RSP_* (< 0); never 0 */
 };
 PVKIT_ABI_SIZE(struct pvkit_netif_rx_response, 8);
 

@@ -30,7 +30,8 @@
  *      covers), checks that it does not claim more requests than free
  *      response slots allow, copies each slot out, and only then validates
  *      the copy.
- *  B2. B writes each response into slot rsp_prod_pvt (zero-filled first),
+ *  B2. B writes each response into slot rsp_prod_pvt (bytes past the
+ *      response zeroed, so no stale data stays in the slot),
  *      publishes rsp_prod like F2, and notifies F iff rsp_event was passed.
  *  B3. Before sleeping, B sets req_event = req_cons + 1, full barrier, and
  *      looks at req_prod once more ("final check"). Only if there is still
@@ -53,26 +54,37 @@
 /*
  * Memory-ordering primitives. They default to the GCC/Clang builtins, which
  * work in freestanding C, in C++ and inside the mini guest; the Linux port
- * overrides them with smp_load_acquire/smp_store_release/smp_mb/barrier.
+ * defines each of them first (smp_load_acquire, smp_store_release,
+ * READ_ONCE, WRITE_ONCE, smp_mb, barrier).
  */
-#ifndef PVKIT_LOAD_ACQUIRE
+#ifndef PVKIT_RING_LOAD_ACQUIRE
 /* Peer-written index: read it before anything it publishes. */
-#define PVKIT_LOAD_ACQUIRE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define PVKIT_RING_LOAD_ACQUIRE(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#endif
+#ifndef PVKIT_RING_STORE_RELEASE
 /* Own index: everything written before becomes visible no later than it. */
-#define PVKIT_STORE_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define PVKIT_RING_STORE_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#endif
+#ifndef PVKIT_RING_LOAD_ONCE
 /* Single read of a peer-written word with no ordering requirement. */
-#define PVKIT_LOAD_ONCE(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define PVKIT_STORE_ONCE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define PVKIT_RING_LOAD_ONCE(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#endif
+#ifndef PVKIT_RING_STORE_ONCE
+#define PVKIT_RING_STORE_ONCE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#endif
+#ifndef PVKIT_RING_MB
 /* Full barrier: our index store before our read of the peer's event index. */
-#define PVKIT_MB() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define PVKIT_RING_MB() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+#ifndef PVKIT_RING_COMPILER_BARRIER
 /* Compiler barrier: the compiler may not re-read a slot it already copied. */
-#define PVKIT_COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
+#define PVKIT_RING_COMPILER_BARRIER() __asm__ __volatile__("" ::: "memory")
 #endif
 
 #define PVKIT_RING_HDR_SIZE 64u
 /* Bound so that index arithmetic and slot offsets cannot overflow. */
 #define PVKIT_RING_MAX_PAGE_ORDER 4u
-#define PVKIT_RING_EPROTO (-71) /* the peer broke the ring protocol */
+#define PVKIT_RING_EPROTO (-PVKIT_EPROTO) /* the peer broke the ring protocol */
 #define PVKIT_RING_EFULL (-PVKIT_ENOSPC)
 
 struct pvkit_sring_hdr {
@@ -88,13 +100,20 @@ PVKIT_ABI_OFFSET(struct pvkit_sring_hdr, rsp_prod, 8);
 PVKIT_ABI_OFFSET(struct pvkit_sring_hdr, rsp_event, 12);
 
 /* Private state of each end. Never shared; not part of the wire ABI. */
+/*
+ * Private state of each end. Never shared; not part of the wire ABI. The
+ * *_pushed fields keep what we last published, so that neither the
+ * notification decision nor the bound on the peer's index depends on a
+ * shared word the peer could rewrite.
+ */
 struct pvkit_front_ring {
     struct pvkit_sring_hdr *sring;
     uint8_t *slots;
     uint32_t nr_ents;
     uint32_t slot_size;
-    uint32_t req_prod_pvt; /* next request slot to fill */
-    uint32_t rsp_cons;     /* next response to consume */
+    uint32_t req_prod_pvt;    /* next request slot to fill */
+    uint32_t req_prod_pushed; /* req_prod as we last published it */
+    uint32_t rsp_cons;        /* next response to consume */
 };
 
 struct pvkit_back_ring {
@@ -102,8 +121,9 @@ struct pvkit_back_ring {
     uint8_t *slots;
     uint32_t nr_ents;
     uint32_t slot_size;
-    uint32_t rsp_prod_pvt; /* next response slot to fill */
-    uint32_t req_cons;     /* next request to consume */
+    uint32_t rsp_prod_pvt;    /* next response slot to fill */
+    uint32_t rsp_prod_pushed; /* rsp_prod as we last published it */
+    uint32_t req_cons;        /* next request to consume */
 };
 
 /* Largest power of two n with HDR + n * slot_size <= ring_bytes; 0 if none. */
@@ -159,6 +179,7 @@ static inline int pvkit_front_ring_init(struct pvkit_front_ring *fr, void *ring,
     fr->nr_ents = n;
     fr->slot_size = slot_size;
     fr->req_prod_pvt = 0;
+    fr->req_prod_pushed = 0;
     fr->rsp_cons = 0;
     return 0;
 }
@@ -177,6 +198,7 @@ static inline int pvkit_back_ring_attach(struct pvkit_back_ring *br, void *ring,
     br->slot_size = slot_size;
     /* A fresh ring starts at 0; the frontend cannot choose another start. */
     br->rsp_prod_pvt = 0;
+    br->rsp_prod_pushed = 0;
     br->req_cons = 0;
     return 0;
 }
@@ -212,28 +234,29 @@ static inline int pvkit_front_ring_put_request(struct pvkit_front_ring *fr, cons
 /* Publish produced requests. Returns 1 if the backend must be notified. */
 static inline int pvkit_front_ring_push_requests(struct pvkit_front_ring *fr)
 {
-    uint32_t old_prod = PVKIT_LOAD_ONCE(&fr->sring->req_prod); /* our own index */
+    uint32_t old_prod = fr->req_prod_pushed;
     uint32_t new_prod = fr->req_prod_pvt;
     uint32_t event;
+    fr->req_prod_pushed = new_prod;
     /* Release: the slots written above become visible before req_prod. */
-    PVKIT_STORE_RELEASE(&fr->sring->req_prod, new_prod);
+    PVKIT_RING_STORE_RELEASE(&fr->sring->req_prod, new_prod);
     /* Full barrier: publish req_prod before reading the backend's req_event. */
-    PVKIT_MB();
-    event = PVKIT_LOAD_ONCE(&fr->sring->req_event);
+    PVKIT_RING_MB();
+    event = PVKIT_RING_LOAD_ONCE(&fr->sring->req_event);
     return new_prod - event < new_prod - old_prod;
 }
 
 /*
  * Number of responses ready to consume, from a single read of rsp_prod.
  * Returns PVKIT_RING_EPROTO if the backend claims to have answered more
- * requests than are outstanding.
+ * requests than we published and it has not answered yet.
  */
 static inline int pvkit_front_ring_responses(const struct pvkit_front_ring *fr)
 {
     /* Acquire: rsp_prod is read before the slots it covers. */
-    uint32_t rp = PVKIT_LOAD_ACQUIRE(&fr->sring->rsp_prod);
+    uint32_t rp = PVKIT_RING_LOAD_ACQUIRE(&fr->sring->rsp_prod);
     uint32_t avail = rp - fr->rsp_cons;
-    uint32_t outstanding = fr->req_prod_pvt - fr->rsp_cons;
+    uint32_t outstanding = fr->req_prod_pushed - fr->rsp_cons;
     if (avail > outstanding)
         return PVKIT_RING_EPROTO;
     return PVKIT_CAST(int, avail);
@@ -249,7 +272,7 @@ static inline void pvkit_front_ring_take_response(struct pvkit_front_ring *fr, v
     const uint8_t *slot = pvkit_ring_slot_(fr->slots, fr->nr_ents, fr->slot_size, fr->rsp_cons);
     pvkit_ring_copy_(dst, slot, len <= fr->slot_size ? len : fr->slot_size);
     /* The copy is final: never re-read the slot instead of `dst`. */
-    PVKIT_COMPILER_BARRIER();
+    PVKIT_RING_COMPILER_BARRIER();
     fr->rsp_cons++;
 }
 
@@ -263,9 +286,9 @@ static inline int pvkit_front_ring_final_check(struct pvkit_front_ring *fr)
     int n = pvkit_front_ring_responses(fr);
     if (n != 0)
         return n;
-    PVKIT_STORE_ONCE(&fr->sring->rsp_event, fr->rsp_cons + 1);
+    PVKIT_RING_STORE_ONCE(&fr->sring->rsp_event, fr->rsp_cons + 1);
     /* Full barrier: rsp_event is visible before we read rsp_prod again. */
-    PVKIT_MB();
+    PVKIT_RING_MB();
     return pvkit_front_ring_responses(fr);
 }
 
@@ -279,7 +302,7 @@ static inline int pvkit_front_ring_final_check(struct pvkit_front_ring *fr)
  */
 static inline int pvkit_back_ring_requests(const struct pvkit_back_ring *br)
 {
-    uint32_t rp = PVKIT_LOAD_ACQUIRE(&br->sring->req_prod);
+    uint32_t rp = PVKIT_RING_LOAD_ACQUIRE(&br->sring->req_prod);
     uint32_t avail = rp - br->req_cons;
     uint32_t in_flight = br->req_cons - br->rsp_prod_pvt;
     if (avail > br->nr_ents - in_flight)
@@ -294,13 +317,13 @@ static inline void pvkit_back_ring_take_request(struct pvkit_back_ring *br, void
     const uint8_t *slot = pvkit_ring_slot_(br->slots, br->nr_ents, br->slot_size, br->req_cons);
     pvkit_ring_copy_(dst, slot, len <= br->slot_size ? len : br->slot_size);
     /* The copy is final: never re-read the slot instead of `dst`. */
-    PVKIT_COMPILER_BARRIER();
+    PVKIT_RING_COMPILER_BARRIER();
     br->req_cons++;
 }
 
 /*
- * Write the next response: the whole slot is zeroed, then `len` bytes are
- * copied in. Fails with PVKIT_RING_EFULL if every consumed request has
+ * Write the next response: `len` bytes are copied in and the rest of the
+ * slot is zeroed. Fails with PVKIT_RING_EFULL if every consumed request has
  * already been answered.
  */
 static inline int pvkit_back_ring_put_response(struct pvkit_back_ring *br, const void *rsp,
@@ -321,14 +344,15 @@ static inline int pvkit_back_ring_put_response(struct pvkit_back_ring *br, const
 /* Publish produced responses. Returns 1 if the frontend must be notified. */
 static inline int pvkit_back_ring_push_responses(struct pvkit_back_ring *br)
 {
-    uint32_t old_prod = PVKIT_LOAD_ONCE(&br->sring->rsp_prod); /* our own index */
+    uint32_t old_prod = br->rsp_prod_pushed;
     uint32_t new_prod = br->rsp_prod_pvt;
     uint32_t event;
+    br->rsp_prod_pushed = new_prod;
     /* Release: the response slots become visible before rsp_prod. */
-    PVKIT_STORE_RELEASE(&br->sring->rsp_prod, new_prod);
+    PVKIT_RING_STORE_RELEASE(&br->sring->rsp_prod, new_prod);
     /* Full barrier: publish rsp_prod before reading the frontend's rsp_event. */
-    PVKIT_MB();
-    event = PVKIT_LOAD_ONCE(&br->sring->rsp_event);
+    PVKIT_RING_MB();
+    event = PVKIT_RING_LOAD_ONCE(&br->sring->rsp_event);
     return new_prod - event < new_prod - old_prod;
 }
 
@@ -338,9 +362,9 @@ static inline int pvkit_back_ring_final_check(struct pvkit_back_ring *br)
     int n = pvkit_back_ring_requests(br);
     if (n != 0)
         return n;
-    PVKIT_STORE_ONCE(&br->sring->req_event, br->req_cons + 1);
+    PVKIT_RING_STORE_ONCE(&br->sring->req_event, br->req_cons + 1);
     /* Full barrier: req_event is visible before we read req_prod again. */
-    PVKIT_MB();
+    PVKIT_RING_MB();
     return pvkit_back_ring_requests(br);
 }
 

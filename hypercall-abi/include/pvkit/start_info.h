@@ -30,9 +30,13 @@ struct pvkit_memmap_entry {
 PVKIT_ABI_SIZE(struct pvkit_memmap_entry, 24);
 PVKIT_ABI_OFFSET(struct pvkit_memmap_entry, type, 16);
 
-/* Device types, shared with the store's device/<type> directories. */
+/* Device types and the names of their store directories (device/<name>). */
 #define PVKIT_DEV_BLK 1u
 #define PVKIT_DEV_NET 2u
+#define PVKIT_DEV_BLK_NAME "vbd"
+#define PVKIT_DEV_NET_NAME "vif"
+/* Device ids fit the 16-bit handle of blkif requests. */
+#define PVKIT_DEVID_MAX 0xffffu
 
 /*
  * One PV device the toolstack configured. The store holds the rest (backend

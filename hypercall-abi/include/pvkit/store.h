@@ -23,6 +23,14 @@
  *   TRANSACTION_START  "\0"               -> tx id as decimal string\0
  *   TRANSACTION_END    "T\0" or "F\0"     -> "OK\0" (commit / abort)
  *   GET_DOMAIN_PATH    domid\0            -> "/local/domain/<domid>\0"
+ *   CONTROL     "restrict\0" domid\0      -> "OK\0"; the connection acts as
+ *                                          domid from now on, irreversibly
+ *                                          (how a VMM relays a guest and how a
+ *                                          host-process frontend drops dom0)
+ *   RESET_WATCHES      "\0"               -> "OK\0"; drops this connection's watches
+ *   INTRODUCE, RELEASE, IS_DOMAIN_INTRODUCED, RESUME, SET_TARGET,
+ *   DIRECTORY_PART: reserved for Xen compatibility; pvkit-stored answers
+ *   ENOSYS.
  *
  * A permission is a letter followed by a domid: 'n' none, 'r' read, 'w'
  * write, 'b' both. The first entry names the owner and the access everyone
@@ -100,8 +108,19 @@ struct pvkit_store_errname {
  * Indices are free-running; offset = index & (PVKIT_STORE_RING_SIZE - 1).
  * The same single-read-then-check rules as ring.h apply: a producer index
  * more than PVKIT_STORE_RING_SIZE ahead of the consumer disconnects the
- * guest's store connection.
+ * guest's store connection (connection = PVKIT_STORE_RING_DISCONNECTED,
+ * error = PVKIT_STORE_RING_ERR_PROTO).
+ *
+ * Ordering, as in ring.h: a producer writes bytes, release barrier, then
+ * its prod index; a consumer reads the prod index (acquire), copies bytes,
+ * then publishes its cons index with a release store. Either side kicks
+ * the store event channel after publishing an index (prod or cons), so a
+ * producer waiting for space is woken too.
  */
+#define PVKIT_STORE_RING_CONNECTED 0u
+#define PVKIT_STORE_RING_DISCONNECTED 1u
+#define PVKIT_STORE_RING_ERR_NONE 0u
+#define PVKIT_STORE_RING_ERR_PROTO 1u /* an impossible index or message */
 #define PVKIT_STORE_RING_SIZE 1024u
 struct pvkit_store_ring {
     char req[PVKIT_STORE_RING_SIZE]; /* written by: guest */
@@ -111,8 +130,8 @@ struct pvkit_store_ring {
     uint32_t rsp_cons;               /* written by: guest */
     uint32_t rsp_prod;               /* written by: VMM */
     uint32_t server_features;        /* written by: VMM, reserved 0 */
-    uint32_t connection;             /* written by: VMM, 0 = connected */
-    uint32_t error;                  /* written by: VMM, 0 = none */
+    uint32_t connection;             /* written by: VMM, PVKIT_STORE_RING_* */
+    uint32_t error;                  /* written by: VMM, PVKIT_STORE_RING_ERR_* */
     uint32_t pad;
 };
 PVKIT_ABI_SIZE(struct pvkit_store_ring, 2080);

@@ -35,7 +35,9 @@ const char* to_string(RingError e);
 // Why a ring was halted, with the numbers that proved it.
 struct RingHalt {
     RingError error = RingError::kProtocol;
-    std::uint32_t peer_index = 0; // the producer index the peer published
+    // The peer's producer index, read again when halting: for the message
+    // only; the decision to halt used the single read that failed the check.
+    std::uint32_t peer_index = 0;
     std::uint32_t consumer = 0;   // our consumer index at the time
     std::uint32_t limit = 0;      // how many entries could legitimately exist
     [[nodiscard]] std::string describe() const;
@@ -124,7 +126,7 @@ private:
         if (m_halt)
             return Unexpected{RingError::kHalted};
         if (r < 0) {
-            m_halt = RingHalt{RingError::kProtocol, PVKIT_LOAD_ONCE(&m_ring.sring->rsp_prod),
+            m_halt = RingHalt{RingError::kProtocol, PVKIT_RING_LOAD_ONCE(&m_ring.sring->rsp_prod),
                               m_ring.rsp_cons, m_ring.req_prod_pvt - m_ring.rsp_cons};
             return Unexpected{RingError::kProtocol};
         }
@@ -200,7 +202,7 @@ private:
         if (m_halt)
             return Unexpected{RingError::kHalted};
         if (r < 0) {
-            m_halt = RingHalt{RingError::kProtocol, PVKIT_LOAD_ONCE(&m_ring.sring->req_prod),
+            m_halt = RingHalt{RingError::kProtocol, PVKIT_RING_LOAD_ONCE(&m_ring.sring->req_prod),
                               m_ring.req_cons, m_ring.nr_ents - in_flight()};
             return Unexpected{RingError::kProtocol};
         }
