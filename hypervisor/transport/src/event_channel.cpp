@@ -4,7 +4,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <limits>
 
 namespace pvkit {
 
@@ -69,7 +71,11 @@ bool EventChannel::wait(std::chrono::nanoseconds spin, std::chrono::milliseconds
     }
     ++m_sleeps;
     pollfd pfd{m_wait.get(), POLLIN, 0};
-    int ms = timeout.count() < 0 ? -1 : static_cast<int>(timeout.count());
+    // poll(2) takes an int: clamp, so a long timeout neither wraps to 0 nor
+    // turns negative (forever).
+    int ms = timeout.count() < 0 ? -1
+                                 : static_cast<int>(std::min<std::chrono::milliseconds::rep>(
+                                       timeout.count(), std::numeric_limits<int>::max()));
     for (;;) {
         int r = ::poll(&pfd, 1, ms);
         if (r < 0 && errno == EINTR)

@@ -36,7 +36,8 @@ Result<void, GrantError> GrantMapping::copy_out(std::size_t offset, std::span<st
         return Unexpected{GrantError::kNotMapped};
     if (offset > PVKIT_PAGE_SIZE || dst.size() > PVKIT_PAGE_SIZE - offset)
         return Unexpected{GrantError::kOutOfRange};
-    std::memcpy(dst.data(), m_page + offset, dst.size());
+    if (!dst.empty()) // an empty span may have no storage; memcpy(nullptr) is UB
+        std::memcpy(dst.data(), m_page + offset, dst.size());
     return {};
 }
 
@@ -48,7 +49,8 @@ Result<void, GrantError> GrantMapping::copy_in(std::size_t offset,
         return Unexpected{GrantError::kReadOnly};
     if (offset > PVKIT_PAGE_SIZE || src.size() > PVKIT_PAGE_SIZE - offset)
         return Unexpected{GrantError::kOutOfRange};
-    std::memcpy(m_page + offset, src.data(), src.size());
+    if (!src.empty())
+        std::memcpy(m_page + offset, src.data(), src.size());
     return {};
 }
 

@@ -53,11 +53,13 @@ GrantPool GrantPool::create(pvkit_domid_t owner, std::uint32_t nr_data_frames,
                             std::uint32_t nr_grants, std::string_view name) {
     if (nr_data_frames == 0 || nr_grants < 2)
         throw std::invalid_argument("grant pool needs at least one data frame and two grants");
-    std::uint32_t table_nr =
-        (nr_grants + PVKIT_GRANT_ENTRIES_PER_PAGE - 1) / PVKIT_GRANT_ENTRIES_PER_PAGE;
-    std::uint64_t total = std::uint64_t{kTableFirst} + table_nr + nr_data_frames;
+    // 64-bit sums: a huge nr_grants must fail the limit, not wrap to a tiny table.
+    std::uint64_t table_frames =
+        (std::uint64_t{nr_grants} + PVKIT_GRANT_ENTRIES_PER_PAGE - 1) / PVKIT_GRANT_ENTRIES_PER_PAGE;
+    std::uint64_t total = std::uint64_t{kTableFirst} + table_frames + nr_data_frames;
     if (total > PVKIT_GRANT_POOL_MAX_FRAMES)
         throw std::invalid_argument("grant pool larger than PVKIT_GRANT_POOL_MAX_FRAMES");
+    auto table_nr = static_cast<std::uint32_t>(table_frames);
 
     std::string cname(name);
     UniqueFd fd(::memfd_create(cname.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));

@@ -63,7 +63,11 @@ ReceivedFds recv_fds(int sock, std::size_t max_payload, std::size_t max_fds) {
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * max_fds);
+    // CMSG_LEN, not CMSG_SPACE: the padding CMSG_SPACE adds would let the
+    // kernel deliver one descriptor more than asked for an odd max_fds.
+    msg.msg_controllen = max_fds == 0 ? 0 : CMSG_LEN(sizeof(int) * max_fds);
+    if (max_fds == 0)
+        msg.msg_control = nullptr;
     ssize_t n;
     do {
         n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
@@ -84,7 +88,7 @@ ReceivedFds recv_fds(int sock, std::size_t max_payload, std::size_t max_fds) {
     }
     if (n == 0)
         throw std::system_error(ECONNRESET, std::generic_category(), "recvmsg: peer closed");
-    if ((msg.msg_flags & MSG_CTRUNC) != 0)
+    if ((msg.msg_flags & MSG_CTRUNC) != 0 || out.fds.size() > max_fds)
         throw std::system_error(EMSGSIZE, std::generic_category(), "recvmsg: too many descriptors");
     if ((msg.msg_flags & MSG_TRUNC) != 0)
         throw std::system_error(EMSGSIZE, std::generic_category(), "recvmsg: message too long");

@@ -77,6 +77,12 @@ class GrantMapper {
 public:
     // `pool` must have come from GrantPool::attach; `self` is the backend's domid.
     GrantMapper(const GrantPool& pool, pvkit_domid_t self);
+    // Mappings point back at their mapper; it is neither copied nor moved.
+    GrantMapper(const GrantMapper&) = delete;
+    GrantMapper& operator=(const GrantMapper&) = delete;
+    GrantMapper(GrantMapper&&) = delete;
+    GrantMapper& operator=(GrantMapper&&) = delete;
+    ~GrantMapper() = default;
 
     // Copies the entry once, checks type, grantee, access and frame range,
     // and marks it in use with a compare-and-exchange against the checked

@@ -71,6 +71,12 @@ private:
 class GrantTable {
 public:
     explicit GrantTable(GrantPool& pool);
+    // Holds a pointer to its pool; neither copied nor moved.
+    GrantTable(const GrantTable&) = delete;
+    GrantTable& operator=(const GrantTable&) = delete;
+    GrantTable(GrantTable&&) = delete;
+    GrantTable& operator=(GrantTable&&) = delete;
+    ~GrantTable() = default;
 
     // Grants `frame` (a data frame of the pool) to `domid`.
     Result<GrantRef, GrantError> grant(pvkit_domid_t domid, std::uint32_t frame, GrantAccess access);

@@ -127,7 +127,7 @@ private:
             return Unexpected{RingError::kHalted};
         if (r < 0) {
             m_halt = RingHalt{RingError::kProtocol, PVKIT_RING_LOAD_ONCE(&m_ring.sring->rsp_prod),
-                              m_ring.rsp_cons, m_ring.req_prod_pvt - m_ring.rsp_cons};
+                              m_ring.rsp_cons, m_ring.req_prod_pushed - m_ring.rsp_cons};
             return Unexpected{RingError::kProtocol};
         }
         return static_cast<std::uint32_t>(r);
