@@ -1,0 +1,26 @@
+/* The user image's header: the programs the kernel can run by name. */
+#include "pvkit_guest/user_image.h"
+
+#include "programs.h"
+
+extern char __user_image_base[];
+extern char __user_image_end[];
+void user_start(void);
+
+#define PROGRAM(n, fn, f)                                                                          \
+    { .name = n, .main = (uint64_t)(uintptr_t)(fn), .flags = (f) }
+
+__attribute__((section(".user_header"), used)) const struct pvkit_user_image g_user_image = {
+    .magic = PVKIT_USER_IMAGE_MAGIC,
+    .base = (uint64_t)(uintptr_t)__user_image_base,
+    .end = (uint64_t)(uintptr_t)__user_image_end,
+    .start = (uint64_t)(uintptr_t)user_start,
+    .nr_programs = 4,
+    .programs =
+        {
+            PROGRAM("hello", hello_main, 0),
+            PROGRAM("hypercall-test", hypercall_test_main, PVKIT_USER_RAW_HYPERCALLS),
+            PROGRAM("fault", fault_main, 0),
+            PROGRAM("spin", spin_main, 0),
+        },
+};

@@ -1,0 +1,10 @@
+/* Every user program's main. */
+#ifndef PVKIT_MINI_PROGRAMS_H
+#define PVKIT_MINI_PROGRAMS_H
+
+int hello_main(void);
+int hypercall_test_main(void);
+int fault_main(void);
+int spin_main(void);
+
+#endif /* PVKIT_MINI_PROGRAMS_H */
