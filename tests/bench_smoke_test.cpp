@@ -4,34 +4,20 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include <sys/wait.h>
+#include "test_support.hpp"
 
 #include <cmath>
 #include <cstdio>
 #include <string>
 
-namespace {
-
-std::string run(const std::string& cmd, int& status) {
-    std::string out;
-    FILE* p = ::popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-        out.append(buf, n);
-    status = ::pclose(p);
-    return out;
-}
-
-} // namespace
+using pvkit::test::CommandResult;
+using pvkit::test::run_command;
 
 TEST_CASE("pvkit bench ring --json prints the shared result shape", "[bench]") {
-    int status = 0;
-    std::string out = run(std::string(PVKIT_CLI) + " bench ring --quick --json", status);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-    nlohmann::json j = nlohmann::json::parse(out);
+    CommandResult run = run_command(std::string(PVKIT_CLI) + " bench ring --quick --json");
+    INFO(run.err);
+    REQUIRE(run.status == 0);
+    nlohmann::json j = nlohmann::json::parse(run.out);
     CHECK(j.at("suite") == "ring");
     const auto& results = j.at("results");
     REQUIRE(results.is_array());
@@ -59,9 +45,8 @@ TEST_CASE("pvkit bench ring --json prints the shared result shape", "[bench]") {
 }
 
 TEST_CASE("pvkit bench ring rejects bad options with one line and non-zero status", "[bench]") {
-    int status = 0;
-    std::string out = run(std::string(PVKIT_CLI) + " bench ring --batch 0 2>&1", status);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) != 0);
-    CHECK(out.find("--batch") != std::string::npos);
+    CommandResult run = run_command(std::string(PVKIT_CLI) + " bench ring --batch 0");
+    CHECK(run.status > 0);
+    CHECK(run.out.empty());
+    CHECK(run.err.find("--batch") != std::string::npos);
 }

@@ -108,17 +108,17 @@ TEST_CASE("recv_fds of a message without descriptors returns just the payload", 
     CHECK(got.fds.empty());
 }
 
-TEST_CASE("send_fds passes sixteen descriptors in one message", "[fd]") {
+TEST_CASE("send_fds passes kMaxPassedFds descriptors in one message", "[fd]") {
     SocketPair sp = make_socket_pair(SOCK_SEQPACKET);
-    std::vector<UniqueFd> fds = some_fds(16);
+    std::vector<UniqueFd> fds = some_fds(pvkit::kMaxPassedFds);
     pvkit::send_fds(sp.first.get(), text("x"), numbers(fds));
-    ReceivedFds got = pvkit::recv_fds(sp.second.get(), 8, 16);
-    CHECK(got.fds.size() == 16);
+    ReceivedFds got = pvkit::recv_fds(sp.second.get(), 8, pvkit::kMaxPassedFds);
+    CHECK(got.fds.size() == pvkit::kMaxPassedFds);
 }
 
-TEST_CASE("send_fds refuses more than sixteen descriptors and sends nothing", "[fd]") {
+TEST_CASE("send_fds refuses more than kMaxPassedFds descriptors and sends nothing", "[fd]") {
     SocketPair sp = make_socket_pair(SOCK_SEQPACKET);
-    std::vector<UniqueFd> fds = some_fds(17);
+    std::vector<UniqueFd> fds = some_fds(pvkit::kMaxPassedFds + 1);
     CHECK_THROWS_AS(pvkit::send_fds(sp.first.get(), text("x"), numbers(fds)),
                     std::invalid_argument);
     // Nothing is queued on the socket.
@@ -134,9 +134,10 @@ TEST_CASE("send_fds refuses an empty payload", "[fd]") {
     CHECK_THROWS_AS(pvkit::send_fds(sp.first.get(), {}, fds), std::invalid_argument);
 }
 
-TEST_CASE("recv_fds refuses to receive more than sixteen descriptors", "[fd]") {
+TEST_CASE("recv_fds refuses to receive more than kMaxPassedFds descriptors", "[fd]") {
     SocketPair sp = make_socket_pair(SOCK_SEQPACKET);
-    CHECK_THROWS_AS(pvkit::recv_fds(sp.second.get(), 8, 17), std::invalid_argument);
+    CHECK_THROWS_AS(pvkit::recv_fds(sp.second.get(), 8, pvkit::kMaxPassedFds + 1),
+                    std::invalid_argument);
 }
 
 // Sends `sent` descriptors, receives with room for `max_fds`, and checks

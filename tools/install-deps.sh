@@ -11,6 +11,8 @@ packages=(
   libcli11-dev         # command lines
   liburing-dev         # block backend I/O
   iproute2             # network namespaces for tests
+  etcd-server          # baseline of `pvkit bench store` (etcd 3.4 at /usr/bin/etcd; the
+                       # benchmark starts its own on loopback, the package's service is not needed)
 )
 
 missing=()

@@ -207,4 +207,31 @@ std::string describe_wait_status(int status) {
     return "wait status " + std::to_string(status);
 }
 
+CommandResult run_command(const std::string& command_line) {
+    // stderr goes to an unlinked temp file so stdout can be read from the
+    // pipe without either of them filling up and blocking the child.
+    char err_path[] = "/tmp/pvkit-cmd-stderr-XXXXXX";
+    UniqueFd err_fd(::mkstemp(err_path));
+    if (!err_fd.valid())
+        throw std::system_error(errno, std::generic_category(), "mkstemp");
+    std::string cmd = "(" + command_line + ") 2>'" + err_path + "'";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (p == nullptr) {
+        ::unlink(err_path);
+        throw std::system_error(errno, std::generic_category(), "popen");
+    }
+    CommandResult r;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
+        r.out.append(buf, n);
+    int status = ::pclose(p);
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    ::unlink(err_path);
+    ssize_t got;
+    while ((got = ::read(err_fd.get(), buf, sizeof buf)) > 0)
+        r.err.append(buf, static_cast<std::size_t>(got));
+    return r;
+}
+
 } // namespace pvkit::test

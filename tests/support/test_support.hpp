@@ -115,6 +115,16 @@ private:
 // "exited with status 3", "killed by signal 9": for failure messages.
 std::string describe_wait_status(int status);
 
+// A command line run through /bin/sh, as a user would type it.
+struct CommandResult {
+    int status = -1; // exit status, or -1 if it did not exit normally
+    std::string out;
+    std::string err;
+};
+// Runs `command_line` (the caller quotes arguments), capturing stdout and
+// stderr separately. Throws if the shell cannot be started.
+CommandResult run_command(const std::string& command_line);
+
 // Bytes of a trivially copyable object, for send_fds payloads.
 template <class T>
 std::span<const std::byte> bytes_of(const T& value) {

@@ -111,11 +111,106 @@ TEST_CASE("Boot page tables protect the VMM's pages", "[vmm][boot]") {
 TEST_CASE("Boot page tables map the device window above RAM, uncached", "[vmm][boot]") {
     Booted b = boot();
     CHECK(b.state.device_window == layout::kGiB);
-    const std::uint64_t e = flags_at(b, layout::kGiB + 0x1234);
-    CHECK((e & pte::kCacheDisable) != 0);
-    CHECK((e & pte::kNoExecute) != 0);
+    CHECK(b.state.doorbell_gpa == layout::kGiB);
+    // The doorbell: a 4 KiB page of device memory, supervisor only.
+    auto doorbell = pvkit::vmm::translate(b.memory, b.state.cr3, layout::kGiB);
+    REQUIRE(doorbell.ok());
+    CHECK(doorbell->page_size == layout::kPageSize);
+    CHECK((doorbell->leaf_entry & pte::kCacheDisable) != 0);
+    CHECK((doorbell->leaf_entry & pte::kNoExecute) != 0);
+    CHECK((doorbell->leaf_entry & pte::kUser) == 0);
+    // Emulated device registers after pvkit's pages, and the window's end.
+    for (std::uint64_t va :
+         {layout::kGiB + 0x2000, layout::kGiB + 0x1ff000, 2 * layout::kGiB - layout::kPageSize}) {
+        const std::uint64_t e = flags_at(b, va);
+        CHECK((e & pte::kCacheDisable) != 0);
+        CHECK((e & pte::kNoExecute) != 0);
+    }
+    // Without a store there is no store ring page.
+    CHECK(b.state.store_ring_gpa == 0);
+    CHECK(error_of(pvkit::vmm::translate(b.memory, b.state.cr3, layout::kGiB + 0x1000)) ==
+          WalkError::kNotPresent);
     CHECK(layout::device_window_base(layout::kGiB) == layout::kGiB);
     CHECK(layout::device_window_base(layout::kGiB + 4096) == 2 * layout::kGiB);
+}
+
+TEST_CASE("Boot places the store ring and grant pools in the device window", "[vmm][boot]") {
+    Booted b;
+    BootParams params;
+    params.domid = 7;
+    params.nx = true;
+    params.store_ring = true;
+    params.store_evtchn = 1;
+    params.devices = {{PVKIT_DEV_BLK, 51712, 4ull << 20}, {PVKIT_DEV_NET, 0, 12 * 4096}};
+    auto state = pvkit::vmm::write_boot_structures(b.memory, kernel_at_1mib(), params);
+    REQUIRE(state.ok());
+    b.state = state.value();
+    const std::uint64_t w = layout::kGiB;
+    CHECK(b.state.store_ring_gpa == w + layout::kStoreRingOffset);
+    REQUIRE(b.state.pool_gpas.size() == 2);
+    CHECK(b.state.pool_gpas[0] == w + layout::kPoolsOffset);
+    CHECK(b.state.pool_gpas[1] == w + layout::kPoolsOffset + (4ull << 20));
+
+    // The store ring: one cached 4 KiB page; pools cached, 2 MiB leaves
+    // where they fit, and nothing mapped past a pool's end.
+    auto ring = pvkit::vmm::translate(b.memory, b.state.cr3, b.state.store_ring_gpa);
+    REQUIRE(ring.ok());
+    CHECK(ring->page_size == layout::kPageSize);
+    CHECK((ring->leaf_entry & pte::kCacheDisable) == 0);
+    CHECK((ring->leaf_entry & pte::kWritable) != 0);
+    auto pool = pvkit::vmm::translate(b.memory, b.state.cr3, b.state.pool_gpas[0] + 0x300000);
+    REQUIRE(pool.ok());
+    CHECK(pool->page_size == layout::kLargePageSize);
+    CHECK((pool->leaf_entry & pte::kCacheDisable) == 0);
+    CHECK((pool->leaf_entry & pte::kNoExecute) != 0);
+    auto small = pvkit::vmm::translate(b.memory, b.state.cr3, b.state.pool_gpas[1] + 11 * 4096);
+    REQUIRE(small.ok());
+    CHECK(small->page_size == layout::kPageSize);
+    CHECK(error_of(pvkit::vmm::translate(
+              b.memory, b.state.cr3, b.state.pool_gpas[1] + 12 * 4096)) == WalkError::kNotPresent);
+
+    auto info = b.memory.read<pvkit_start_info>(b.state.start_info_gpa);
+    REQUIRE(info.ok());
+    CHECK(info->doorbell_gpa == w);
+    CHECK(info->store_ring_gpa == w + layout::kStoreRingOffset);
+    CHECK(info->store_evtchn == 1);
+    REQUIRE(info->nr_memmap == 6);
+    CHECK(info->memmap[2].addr == w);
+    CHECK(info->memmap[2].type == PVKIT_MEM_MMIO);
+    CHECK(info->memmap[3].addr == w + layout::kStoreRingOffset);
+    CHECK(info->memmap[3].type == PVKIT_MEM_RESERVED);
+    CHECK(info->memmap[4].addr == b.state.pool_gpas[0]);
+    CHECK(info->memmap[4].size == 4ull << 20);
+    CHECK(info->memmap[4].type == PVKIT_MEM_GRANT_POOL);
+    CHECK(info->memmap[5].type == PVKIT_MEM_GRANT_POOL);
+    REQUIRE(info->nr_devices == 2);
+    CHECK(info->devices[0].type == PVKIT_DEV_BLK);
+    CHECK(info->devices[0].devid == 51712);
+    CHECK(info->devices[0].pool_index == 0);
+    CHECK(info->devices[0].pool_gpa == b.state.pool_gpas[0]);
+    CHECK(info->devices[0].pool_size == 4ull << 20);
+    CHECK(info->devices[1].type == PVKIT_DEV_NET);
+    CHECK(info->devices[1].pool_index == 1);
+    CHECK(info->devices[1].pool_size == 12 * 4096);
+}
+
+TEST_CASE("Boot refuses devices that do not fit", "[vmm][boot]") {
+    using pvkit::vmm::BootDevice;
+    const std::uint64_t w = layout::kGiB;
+    std::vector<BootDevice> seventeen(17, BootDevice{PVKIT_DEV_BLK, 0, 4096});
+    CHECK(error_of(pvkit::vmm::place_pools(w, seventeen)) == BootError::kTooManyDevices);
+    CHECK(error_of(pvkit::vmm::place_pools(w, {{PVKIT_DEV_BLK, 0, 0}})) == BootError::kPoolSize);
+    CHECK(error_of(pvkit::vmm::place_pools(w, {{PVKIT_DEV_BLK, 0, 4097}})) == BootError::kPoolSize);
+    // The window is 1 GiB; its first 2 MiB are pvkit's pages.
+    CHECK(error_of(pvkit::vmm::place_pools(w, {{PVKIT_DEV_BLK, 0, layout::kGiB}})) ==
+          BootError::kWindowFull);
+    auto fits =
+        pvkit::vmm::place_pools(w, {{PVKIT_DEV_BLK, 0, layout::kGiB - layout::kPoolsOffset}});
+    REQUIRE(fits.ok());
+    CHECK(fits.value() == std::vector<std::uint64_t>{w + layout::kPoolsOffset});
+    CHECK(error_of(pvkit::vmm::place_pools(
+              w, {{PVKIT_DEV_BLK, 0, 512ull << 20}, {PVKIT_DEV_BLK, 1, 511ull << 20}})) ==
+          BootError::kWindowFull);
 }
 
 TEST_CASE("Page-table builder rejects misaligned and overlapping ranges", "[vmm][boot]") {
@@ -148,13 +243,19 @@ TEST_CASE("Start info describes the guest", "[vmm][boot]") {
     CHECK(info->hypercall_page_gpa == layout::kHypercallPage);
     CHECK(info->cmdline_len == 22);
     CHECK(std::string(info->cmdline) == "run=hello console=hvc0");
-    REQUIRE(info->nr_memmap == 2);
+    REQUIRE(info->nr_memmap == 3);
     CHECK(info->memmap[0].addr == 0);
     CHECK(info->memmap[0].size == layout::kKernelMin);
     CHECK(info->memmap[0].type == PVKIT_MEM_RESERVED);
     CHECK(info->memmap[1].addr == layout::kKernelMin);
     CHECK(info->memmap[1].size == kRam - layout::kKernelMin);
     CHECK(info->memmap[1].type == PVKIT_MEM_RAM);
+    CHECK(info->memmap[2].addr == b.state.doorbell_gpa);
+    CHECK(info->memmap[2].size == 4096);
+    CHECK(info->memmap[2].type == PVKIT_MEM_MMIO);
+    CHECK(info->doorbell_gpa == b.state.doorbell_gpa);
+    CHECK(info->store_ring_gpa == 0);
+    CHECK(info->store_evtchn == 0);
     CHECK(info->nr_devices == 0);
 }
 
@@ -189,6 +290,15 @@ TEST_CASE("Hypercall page holds one stub per number", "[vmm][boot]") {
         CHECK(stub[8] == 0x0f); // ud2 padding
         CHECK(stub[9] == 0x0b);
     }
+    // SCHED_OP's stub carries the block helper in its padding.
+    const std::uint8_t* helper = &page[pvkit::vmm::kBlockHelperOffset];
+    CHECK(pvkit::vmm::kBlockHelperOffset == PVKIT_HC_SCHED_OP * PVKIT_HYPERCALL_STUB_SIZE + 8);
+    CHECK(helper[0] == 0xfb); // sti
+    CHECK(helper[1] == 0xf4); // hlt
+    CHECK(helper[2] == 0xfa); // cli
+    CHECK(helper[3] == 0xc3); // ret
+    CHECK(helper[4] == 0x0f); // then ud2 again
+    CHECK(helper[5] == 0x0b);
 }
 
 TEST_CASE("Guest CPUID carries pvkit's leaves instead of KVM's", "[vmm][boot]") {
@@ -258,7 +368,7 @@ TEST_CASE("pvkit-vmm requires the capabilities the design depends on", "[vmm][kv
         names.emplace_back(cap.name);
         CHECK(std::string(cap.why).size() > 10); // every one says why
     }
-    for (const char* needed :
-         {"KVM_CAP_IRQCHIP", "KVM_CAP_IOEVENTFD", "KVM_CAP_IRQFD", "KVM_CAP_USER_MEMORY"})
+    for (const char* needed : {"KVM_CAP_IRQCHIP", "KVM_CAP_IOEVENTFD", "KVM_CAP_IRQFD",
+                               "KVM_CAP_USER_MEMORY", "KVM_CAP_IRQ_ROUTING"})
         CHECK(std::find(names.begin(), names.end(), needed) != names.end());
 }

@@ -116,7 +116,7 @@ TEST_CASE("An unhandled port write is reported with port, size, value and rip", 
 TEST_CASE("An unhandled MMIO write is reported with address, size, value and rip", "[vmm][guest]") {
     auto run = boot("bad-mmio");
     CHECK(run.exit_code == status(ExitStatus::kUnhandledIo));
-    CHECK_THAT(run.err, Catch::Contains("unhandled MMIO write: address 0x40000000, size 4, "
+    CHECK_THAT(run.err, Catch::Contains("unhandled MMIO write: address 0x40100000, size 4, "
                                         "value 0x1234abcd, at rip 0x"));
 }
 
@@ -269,16 +269,19 @@ TEST_CASE("Devices registered with the exit dispatcher receive the guest's acces
     auto console = pvkit::vmm::ConsoleSink::open_file(dir.file("console"));
     pvkit::vmm::MachineConfig config;
     config.kernel = pvkit::test::read_binary_file(PVKIT_GUEST_KERNEL);
-    config.cmdline = "run=bad-mmio"; // writes 0x1234abcd to the start of the device window
+    config.cmdline = "run=bad-mmio"; // writes 0x1234abcd 1 MiB into the device window
     config.timeout = std::chrono::seconds(60);
     auto machine = pvkit::vmm::Machine::create(config, console);
-    const std::uint64_t window = machine->boot().device_window;
+    const std::uint64_t window = machine->boot().device_window + 0x100000;
     RecordingDevice device;
     REQUIRE(machine->add_mmio_device(window, 4096, "recorder", device).ok());
     // RAM, taken ports and port ranges past 0xffff are refused.
     RecordingDevice other;
     CHECK(pvkit::test::error_of(machine->add_mmio_device(0x100000, 4096, "in-ram", other)) ==
           pvkit::vmm::BusError::kOverlap);
+    // The doorbell page is taken.
+    CHECK(pvkit::test::error_of(machine->add_mmio_device(machine->boot().doorbell_gpa, 4, "bell",
+                                                         other)) == pvkit::vmm::BusError::kOverlap);
     CHECK(pvkit::test::error_of(machine->add_mmio_device(window + 4095, 2, "overlap", other)) ==
           pvkit::vmm::BusError::kOverlap);
     CHECK(pvkit::test::error_of(machine->add_port_device(0x99, 1, "hypercall-2", other)) ==

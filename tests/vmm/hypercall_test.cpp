@@ -6,8 +6,10 @@
 
 #include <string>
 
+#include "pvkit/vmm/boot.hpp"
 #include "pvkit/vmm/exit_stats.hpp"
 #include "pvkit/vmm/hypercall.hpp"
+#include "pvkit/vmm/proposed_abi.h"
 #include "pvkit/vmm/serial.hpp"
 #include "vmm_test_support.hpp"
 
@@ -21,13 +23,12 @@ namespace {
 
 constexpr std::uint64_t kRam = 1 << 20;
 constexpr std::uint64_t kStartInfo = 0x3000;
+constexpr std::uint64_t kBlockHelper = 0x4000 + pvkit::vmm::kBlockHelperOffset;
 
 class FakeScheduler final : public pvkit::vmm::SchedulerHooks {
 public:
     void yield() override { ++yields; }
-    void block() override { ++blocks; }
     int yields = 0;
-    int blocks = 0;
 };
 
 struct Fixture {
@@ -104,12 +105,14 @@ TEST_CASE("CONSOLE_WRITE is ENOSYS when the feature is not offered", "[vmm][hype
     CHECK(d.dispatch(PVKIT_HC_CONSOLE_WRITE, {0x5000, 1, 0, 0, 0}).value == -PVKIT_ENOSYS);
 }
 
-TEST_CASE("SCHED_OP yields and blocks through the run loop", "[vmm][hypercall]") {
+TEST_CASE("SCHED_OP yields through the run loop and asks the port to block", "[vmm][hypercall]") {
     Fixture f;
     CHECK(f.call(PVKIT_HC_SCHED_OP, PVKIT_SCHEDOP_YIELD).value == 0);
     CHECK(f.scheduler.yields == 1);
-    CHECK(f.call(PVKIT_HC_SCHED_OP, PVKIT_SCHEDOP_BLOCK).value == 0);
-    CHECK(f.scheduler.blocks == 1);
+    auto block = f.call(PVKIT_HC_SCHED_OP, PVKIT_SCHEDOP_BLOCK);
+    CHECK(block.value == 0);
+    CHECK(block.block);
+    CHECK_FALSE(f.call(PVKIT_HC_SCHED_OP, PVKIT_SCHEDOP_YIELD).block);
     CHECK(f.call(PVKIT_HC_SCHED_OP, 99).value == -PVKIT_EINVAL);
 }
 
@@ -137,12 +140,12 @@ TEST_CASE("SCHED_OP SHUTDOWN refuses reserved and unknown reasons", "[vmm][hyper
     }
 }
 
-TEST_CASE("Unknown and not-yet-implemented hypercalls return ENOSYS", "[vmm][hypercall]") {
-    Fixture f;
+TEST_CASE("Unknown hypercalls and absent PV facilities return ENOSYS", "[vmm][hypercall]") {
+    Fixture f; // no event channels, pools, store or connector behind it
     for (std::uint64_t nr :
          {std::uint64_t{PVKIT_HC_EVTCHN_OP}, std::uint64_t{PVKIT_HC_GRANT_POOL_QUERY},
-          std::uint64_t{PVKIT_HC_STORE_RING_INFO}, std::uint64_t{PVKIT_HC_COUNT},
-          std::uint64_t{127}, std::uint64_t{1} << 63, ~std::uint64_t{0}}) {
+          std::uint64_t{PVKIT_HC_STORE_RING_INFO}, std::uint64_t{PVKIT_HC_DEVICE_CONNECT},
+          std::uint64_t{9}, std::uint64_t{127}, std::uint64_t{1} << 63, ~std::uint64_t{0}}) {
         INFO("nr " << nr);
         CHECK(f.call(nr, 0x5000, 1).value == -PVKIT_ENOSYS);
     }
@@ -180,7 +183,7 @@ pvkit::vmm::IoRequest port_write(std::span<std::byte> data) {
 TEST_CASE("The hypercall port takes the number from RAX and answers in RAX", "[vmm][hypercall]") {
     Fixture f;
     pvkit::vmm::ExitStats stats;
-    pvkit::vmm::HypercallPort port(f.dispatcher, stats);
+    pvkit::vmm::HypercallPort port(f.dispatcher, stats, kBlockHelper);
     FakeExit exit;
     exit.r.rax = PVKIT_HC_CONSOLE_WRITE;
     exit.r.rdi = kRam; // bad address
@@ -198,7 +201,7 @@ TEST_CASE("The hypercall port stops the guest on SHUTDOWN and on register errors
           "[vmm][hypercall]") {
     Fixture f;
     pvkit::vmm::ExitStats stats;
-    pvkit::vmm::HypercallPort port(f.dispatcher, stats);
+    pvkit::vmm::HypercallPort port(f.dispatcher, stats, kBlockHelper);
     std::byte al{};
     FakeExit off;
     off.r.rax = PVKIT_HC_SCHED_OP;
@@ -216,10 +219,36 @@ TEST_CASE("The hypercall port stops the guest on SHUTDOWN and on register errors
     CHECK_THAT(broken.stop->message, Catch::Contains("KVM_GET_REGS"));
 }
 
+TEST_CASE("BLOCK with interrupts off resumes in the block helper; with them on it returns",
+          "[vmm][hypercall]") {
+    Fixture f;
+    pvkit::vmm::ExitStats stats;
+    pvkit::vmm::HypercallPort port(f.dispatcher, stats, kBlockHelper);
+    std::byte al{};
+    FakeExit off;
+    off.r.rax = PVKIT_HC_SCHED_OP;
+    off.r.rdi = PVKIT_SCHEDOP_BLOCK;
+    off.r.rip = 0x4067; // the stub's ret
+    off.r.rflags = 0x2;
+    port.access(port_write(std::span(&al, 1)), off);
+    CHECK(off.r.rip == kBlockHelper);
+    CHECK(off.r.rax == 0);
+    CHECK_FALSE(off.stop);
+
+    FakeExit on;
+    on.r.rax = PVKIT_HC_SCHED_OP;
+    on.r.rdi = PVKIT_SCHEDOP_BLOCK;
+    on.r.rip = 0x4067;
+    on.r.rflags = 0x202; // IF: a sleep could miss its wakeup
+    port.access(port_write(std::span(&al, 1)), on);
+    CHECK(on.r.rip == 0x4067);
+    CHECK(on.r.rax == 0);
+}
+
 TEST_CASE("The hypercall port reads as 0xff and makes no call", "[vmm][hypercall]") {
     Fixture f;
     pvkit::vmm::ExitStats stats;
-    pvkit::vmm::HypercallPort port(f.dispatcher, stats);
+    pvkit::vmm::HypercallPort port(f.dispatcher, stats, kBlockHelper);
     FakeExit exit;
     std::byte value{0};
     port.access(

@@ -63,6 +63,21 @@ __attribute__((noreturn)) void program_exit(long status);
 extern const char* g_current_program;
 extern uint32_t g_current_flags;
 
+/* ---- PV devices: local APIC, event channels, device pages (pv.c) ---- */
+/* Sets up what the VMM offers: the x2APIC, the store port's vector, and
+ * the user mappings of the start-info page, doorbell, store ring and grant
+ * pools. Returns 0, or -1 after a message. */
+int pv_init(void);
+/* Sets the user bit on the leaves that map exactly [start, end), refusing
+ * a leaf that would expose anything outside. Flushes the TLB. */
+int open_to_user(uint64_t start, uint64_t end);
+long sys_evtchn_alloc(uint64_t remote_dom);
+long sys_evtchn_bind_loopback(uint64_t remote_port);
+long sys_evtchn_close(uint64_t port);
+long sys_evtchn_wait(uint64_t port, uint64_t timeout_us);
+long sys_device_connect(uint64_t pool_index, uint64_t port);
+extern uint16_t evtchn_vector_port[192]; /* entry.S reads it: port of vector 0x30 + i */
+
 /* ---- kernel-mode test programs (ktests.c) ---- */
 int run_kernel_program(const char* name); /* returns only if there is no such program */
 void list_kernel_programs(void);

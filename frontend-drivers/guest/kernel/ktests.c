@@ -10,7 +10,8 @@
 #include "pvkit_guest/mem.h"
 
 /* Where the VMM's device window starts: the first GiB boundary at or above
- * the end of RAM (docs/vmm.md). Mapped, but no device answers there yet. */
+ * the end of RAM (docs/vmm.md). Its first page is the doorbell; 1 MiB in,
+ * among the (future) emulated device registers, nothing answers. */
 static uint64_t device_window(void) {
     const uint64_t gib = 1ull << 30;
     return (g_boot.ram_bytes + gib - 1) / gib * gib;
@@ -29,7 +30,7 @@ static void bad_port(void) {
 }
 
 static void bad_mmio(void) {
-    volatile uint32_t* reg = (volatile uint32_t*)(uintptr_t)device_window();
+    volatile uint32_t* reg = (volatile uint32_t*)(uintptr_t)(device_window() + 0x100000);
     *reg = 0x1234abcd;
 }
 

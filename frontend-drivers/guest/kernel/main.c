@@ -106,7 +106,7 @@ void kmain(uint64_t start_info_gpa) {
     name[len] = '\0';
 
     run_kernel_program(name); /* returns if `name` is not a kernel program */
-    if (user_image_check() != 0 || user_region_init() != 0)
+    if (user_image_check() != 0 || user_region_init() != 0 || pv_init() != 0)
         shutdown(PVKIT_SHUTDOWN_CRASH);
     run_user_program(name); /* returns if there is no such program */
     kprintf("pvkit-mini: unknown program '%s'; programs:", name);

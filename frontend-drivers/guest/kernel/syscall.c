@@ -1,6 +1,7 @@
 /* System calls from user programs (pvkit_guest/syscall.h). */
 #include <pvkit/hypercall.h>
 
+#include "arch.h"
 #include "kernel.h"
 #include "pvkit_guest/syscall.h"
 #include "pvkit_guest/user_image.h"
@@ -65,6 +66,25 @@ void syscall_dispatch(struct trap_frame* f) {
         break;
     case SYS_INFO:
         ret = sys_info(f->rdi);
+        break;
+    case SYS_EVTCHN_ALLOC:
+        ret = sys_evtchn_alloc(f->rdi);
+        break;
+    case SYS_EVTCHN_BIND_LOOPBACK:
+        ret = sys_evtchn_bind_loopback(f->rdi);
+        break;
+    case SYS_EVTCHN_CLOSE:
+        ret = sys_evtchn_close(f->rdi);
+        break;
+    case SYS_EVTCHN_WAIT:
+        ret = sys_evtchn_wait(f->rdi, f->rsi);
+        break;
+    case SYS_DEVICE_CONNECT:
+        ret = sys_device_connect(f->rdi, f->rsi);
+        break;
+    case SYS_POST:
+        outb(0x80, (uint8_t)f->rdi);
+        ret = 0;
         break;
     default:
         ret = -PVKIT_ENOSYS;

@@ -15,12 +15,19 @@ __attribute__((section(".user_header"), used)) const struct pvkit_user_image g_u
     .base = (uint64_t)(uintptr_t)__user_image_base,
     .end = (uint64_t)(uintptr_t)__user_image_end,
     .start = (uint64_t)(uintptr_t)user_start,
-    .nr_programs = 4,
+    .nr_programs = 11,
     .programs =
         {
             PROGRAM("hello", hello_main, 0),
             PROGRAM("hypercall-test", hypercall_test_main, PVKIT_USER_RAW_HYPERCALLS),
             PROGRAM("fault", fault_main, 0),
             PROGRAM("spin", spin_main, 0),
+            PROGRAM("idle", idle_main, 0),
+            PROGRAM("evtchn-test", evtchn_test_main, PVKIT_USER_RAW_HYPERCALLS),
+            PROGRAM("pool-test", pool_test_main, 0),
+            PROGRAM("store-test", store_test_main, 0),
+            PROGRAM("store-hostile-index", store_hostile_index_main, 0),
+            PROGRAM("store-hostile-header", store_hostile_header_main, 0),
+            PROGRAM("handoff-test", handoff_test_main, 0),
         },
 };

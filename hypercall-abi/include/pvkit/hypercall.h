@@ -80,11 +80,12 @@
 /* Give up the vCPU once; arg ignored. */
 #define PVKIT_SCHEDOP_YIELD 0u
 /*
- * Sleep until an interrupt is pending (event-channel upcall or timer). The
+ * Sleep until an interrupt arrives (event-channel upcall or timer). The
  * guest calls it with interrupts disabled, after its last check for work;
- * the VMM returns at once if an interrupt is already pending, so no wakeup
- * is lost between the check and the call. The interrupt stays pending and
- * is taken when the guest re-enables interrupts.
+ * an interrupt that became pending in between ends the sleep at once, so no
+ * wakeup is lost. The interrupt may be delivered before the call returns
+ * (pvkit-vmm resumes the vCPU in a `sti; hlt; cli` helper, as Xen does), so
+ * the caller must not hold locks its interrupt handlers need.
  */
 #define PVKIT_SCHEDOP_BLOCK 1u
 /* Stop the domain; arg is a PVKIT_SHUTDOWN_* reason. Does not return. */

@@ -115,7 +115,13 @@ Result<HandoffRequest, HandoffError> recv_handoff(int sock) {
     ReceivedFds got;
     try {
         got = recv_fds(sock, sizeof(WireRequest) + 1, kHandoffMaxFds);
-    } catch (const std::system_error&) {
+    } catch (const std::system_error& e) {
+        // EMSGSIZE: too many descriptors (the kernel closed the extra ones)
+        // or an oversized message; either way the peer's fault.
+        if (e.code().value() == EMSGSIZE)
+            return Unexpected{std::strstr(e.what(), "descriptors") != nullptr
+                                  ? HandoffError::kFdCount
+                                  : HandoffError::kMalformed};
         return Unexpected{HandoffError::kSystem};
     }
     // One copy of the peer's message; everything below checks the copy.

@@ -19,10 +19,6 @@ void throw_errno(const std::string& what) {
     throw std::system_error(errno, std::generic_category(), what);
 }
 
-namespace {
-constexpr std::size_t kMaxPassedFds = 16;
-} // namespace
-
 void send_fds(int sock, std::span<const std::byte> payload, std::span<const int> fds) {
     if (payload.empty())
         throw std::invalid_argument("send_fds: payload must not be empty");

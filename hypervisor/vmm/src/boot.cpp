@@ -90,8 +90,10 @@ kvm_segment data_segment(std::uint16_t selector) {
     return s;
 }
 
-Result<std::uint64_t, BootError> write_page_tables(GuestMemory& memory, std::uint64_t window,
-                                                   bool nx) {
+Result<std::uint64_t, BootError> write_page_tables(GuestMemory& memory, const BootState& boot,
+                                                   const BootParams& params) {
+    const std::uint64_t window = boot.device_window;
+    const bool nx = params.nx;
     PageTableBuilder tables(memory, layout::kPageTables, layout::kPageTablesEnd, nx);
     struct Region {
         std::uint64_t base;
@@ -113,16 +115,46 @@ Result<std::uint64_t, BootError> write_page_tables(GuestMemory& memory, std::uin
         // The kernel's own RAM: the guest sets finer permissions if it wants.
         Region{
             layout::kKernelMin, ram - layout::kKernelMin, {.writable = true, .executable = true}},
-        Region{window, layout::kDeviceWindowSize, {.writable = true, .uncached = true}},
     };
     for (const Region& r : regions) {
+        if (!tables.map(r.base, r.size, r.access))
+            return Unexpected{BootError::kPageTables};
+    }
+    // The device window (layout.hpp). Supervisor only, like RAM: the guest
+    // kernel opens the pages its programs may use. pvkit's own pages come
+    // as 4 KiB pages so that they can be opened one by one.
+    const PageAccess device{.writable = true, .uncached = true};
+    const PageAccess shared_memory{.writable = true};
+    std::vector<Region> window_regions{
+        Region{window + layout::kDoorbellOffset, layout::kPageSize, device},
+        Region{window + layout::kDeviceMmioOffset, layout::kPoolsOffset - layout::kDeviceMmioOffset,
+               device},
+    };
+    if (params.store_ring)
+        window_regions.push_back(
+            Region{window + layout::kStoreRingOffset, layout::kPageSize, shared_memory});
+    std::uint64_t end = window + layout::kPoolsOffset;
+    for (std::size_t i = 0; i < params.devices.size(); ++i) {
+        // The pool itself is mapped cached (it is memory, shared with a
+        // backend); the rest of its last 2 MiB stays unmapped, so a stray
+        // access past the pool faults in the guest.
+        window_regions.push_back(
+            Region{boot.pool_gpas[i], params.devices[i].pool_bytes, shared_memory});
+        end = boot.pool_gpas[i] + (params.devices[i].pool_bytes + layout::kPoolAlignment - 1) /
+                                      layout::kPoolAlignment * layout::kPoolAlignment;
+    }
+    // Whatever is left of the window: unclaimed device space.
+    if (end < window + layout::kDeviceWindowSize)
+        window_regions.push_back(Region{end, window + layout::kDeviceWindowSize - end, device});
+    for (const Region& r : window_regions) {
         if (!tables.map(r.base, r.size, r.access))
             return Unexpected{BootError::kPageTables};
     }
     return tables.cr3();
 }
 
-pvkit_start_info make_start_info(const GuestMemory& memory, const BootParams& params) {
+pvkit_start_info make_start_info(const GuestMemory& memory, const BootParams& params,
+                                 const BootState& boot) {
     pvkit_start_info info{};
     info.magic = PVKIT_START_INFO_MAGIC;
     info.abi_version = PVKIT_ABI_VERSION;
@@ -130,12 +162,34 @@ pvkit_start_info make_start_info(const GuestMemory& memory, const BootParams& pa
     info.features = params.features;
     info.nr_ram_pages = memory.size() / PVKIT_PAGE_SIZE;
     info.hypercall_page_gpa = layout::kHypercallPage;
-    info.nr_memmap = 2;
-    info.memmap[0] = pvkit_memmap_entry{0, layout::kKernelMin, PVKIT_MEM_RESERVED, 0};
-    info.memmap[1] = pvkit_memmap_entry{layout::kKernelMin, memory.size() - layout::kKernelMin,
-                                        PVKIT_MEM_RAM, 0};
+    info.doorbell_gpa = boot.doorbell_gpa;
+    info.store_ring_gpa = boot.store_ring_gpa;
+    info.store_evtchn = params.store_ring ? params.store_evtchn : 0;
+    std::uint32_t n = 0;
+    info.memmap[n++] = pvkit_memmap_entry{0, layout::kKernelMin, PVKIT_MEM_RESERVED, 0};
+    info.memmap[n++] = pvkit_memmap_entry{layout::kKernelMin, memory.size() - layout::kKernelMin,
+                                          PVKIT_MEM_RAM, 0};
+    info.memmap[n++] = pvkit_memmap_entry{boot.doorbell_gpa, layout::kPageSize, PVKIT_MEM_MMIO, 0};
+    if (params.store_ring)
+        info.memmap[n++] =
+            pvkit_memmap_entry{boot.store_ring_gpa, layout::kPageSize, PVKIT_MEM_RESERVED, 0};
+    // At most PVKIT_START_INFO_MAX_DEVICES (16) pools: 20 entries of 32.
+    for (std::size_t i = 0; i < params.devices.size(); ++i) {
+        const BootDevice& d = params.devices[i];
+        info.memmap[n++] =
+            pvkit_memmap_entry{boot.pool_gpas[i], d.pool_bytes, PVKIT_MEM_GRANT_POOL, 0};
+        pvkit_start_device& dev = info.devices[i];
+        dev.type = d.type;
+        dev.devid = d.devid;
+        dev.pool_index = static_cast<std::uint32_t>(i);
+        dev.pool_gpa = boot.pool_gpas[i];
+        dev.pool_size = d.pool_bytes;
+    }
+    info.nr_memmap = n;
+    info.nr_devices = static_cast<std::uint32_t>(params.devices.size());
     info.cmdline_len = static_cast<std::uint32_t>(params.cmdline.size());
-    std::memcpy(info.cmdline, params.cmdline.data(), params.cmdline.size());
+    if (!params.cmdline.empty()) // an empty view may have no data pointer at all
+        std::memcpy(info.cmdline, params.cmdline.data(), params.cmdline.size());
     return info;
 }
 
@@ -153,8 +207,34 @@ const char* to_string(BootError error) {
         return "page tables do not fit their area";
     case BootError::kMemory:
         return "boot structure outside guest RAM";
+    case BootError::kTooManyDevices:
+        return "more than 16 PV devices";
+    case BootError::kPoolSize:
+        return "grant pool size is zero or not a multiple of 4 KiB";
+    case BootError::kWindowFull:
+        return "the grant pools do not fit the 1 GiB device window";
     }
     return "unknown boot error";
+}
+
+Result<std::vector<std::uint64_t>, BootError> place_pools(std::uint64_t window,
+                                                          const std::vector<BootDevice>& devices) {
+    if (devices.size() > PVKIT_START_INFO_MAX_DEVICES)
+        return Unexpected{BootError::kTooManyDevices};
+    std::vector<std::uint64_t> gpas;
+    std::uint64_t offset = layout::kPoolsOffset;
+    for (const BootDevice& d : devices) {
+        if (d.pool_bytes == 0 || d.pool_bytes % layout::kPageSize != 0 ||
+            d.pool_bytes > layout::kDeviceWindowSize)
+            return Unexpected{BootError::kPoolSize};
+        const std::uint64_t span = (d.pool_bytes + layout::kPoolAlignment - 1) /
+                                   layout::kPoolAlignment * layout::kPoolAlignment;
+        if (span > layout::kDeviceWindowSize - offset)
+            return Unexpected{BootError::kWindowFull};
+        gpas.push_back(window + offset);
+        offset += span;
+    }
+    return gpas;
 }
 
 std::vector<std::uint8_t> make_hypercall_page() {
@@ -177,6 +257,10 @@ std::vector<std::uint8_t> make_hypercall_page() {
         };
         std::memcpy(&page[at], stub.data(), stub.size());
     }
+    // SCHED_OP BLOCK resumes the vCPU here (hypercall.cpp explains why).
+    static_assert(kBlockHelperOffset == PVKIT_HC_SCHED_OP * PVKIT_HYPERCALL_STUB_SIZE + 8);
+    const std::array<std::uint8_t, 4> block_helper{0xfb, 0xf4, 0xfa, 0xc3}; // sti; hlt; cli; ret
+    std::memcpy(&page[kBlockHelperOffset], block_helper.data(), block_helper.size());
     return page;
 }
 
@@ -195,10 +279,17 @@ Result<BootState, BootError> write_boot_structures(GuestMemory& memory, const El
     boot.start_info_gpa = layout::kStartInfo;
     boot.hypercall_page_gpa = layout::kHypercallPage;
     boot.stack_top = layout::kBootStackTop;
+    boot.block_helper_gpa = layout::kHypercallPage + kBlockHelperOffset;
     boot.device_window = layout::device_window_base(memory.size());
+    boot.doorbell_gpa = boot.device_window + layout::kDoorbellOffset;
+    boot.store_ring_gpa = params.store_ring ? boot.device_window + layout::kStoreRingOffset : 0;
     boot.nx = params.nx;
+    auto pools = place_pools(boot.device_window, params.devices);
+    if (!pools)
+        return Unexpected{pools.error()};
+    boot.pool_gpas = std::move(pools.value());
 
-    auto cr3 = write_page_tables(memory, boot.device_window, params.nx);
+    auto cr3 = write_page_tables(memory, boot, params);
     if (!cr3)
         return Unexpected{cr3.error()};
     boot.cr3 = cr3.value();
@@ -206,7 +297,7 @@ Result<BootState, BootError> write_boot_structures(GuestMemory& memory, const El
     const auto gdt = make_gdt();
     const auto tss = make_tss();
     const auto hypercalls = make_hypercall_page();
-    const pvkit_start_info info = make_start_info(memory, params);
+    const pvkit_start_info info = make_start_info(memory, params, boot);
     const bool ok =
         memory.write(layout::kGdt, gdt).ok() && memory.write(layout::kTss, tss).ok() &&
         memory.write_bytes(layout::kHypercallPage, std::as_bytes(std::span(hypercalls))).ok() &&

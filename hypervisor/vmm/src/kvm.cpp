@@ -24,6 +24,8 @@ constexpr std::array kRequired{
                        "doorbell writes reach backends without a VMM exit"},
     RequiredCapability{KVM_CAP_IRQFD, "KVM_CAP_IRQFD",
                        "backends inject event-channel interrupts without the VMM"},
+    RequiredCapability{KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING",
+                       "each event-channel port is an MSI route to the vector the guest chose"},
     RequiredCapability{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID",
                        "KVM_SET_CPUID2 announces pvkit's CPUID leaves"},
     RequiredCapability{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT",
@@ -162,6 +164,29 @@ Vcpu Vm::create_vcpu(std::uint32_t id) {
     if (run == MAP_FAILED)
         throw_errno("mmap of the vCPU's kvm_run page");
     return Vcpu(std::move(fd), id, static_cast<kvm_run*>(run), m_vcpu_mmap_size);
+}
+
+Result<void, KvmError> Vm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) {
+    // kvm_irq_routing ends in a flexible array: header and entries in one
+    // buffer of 8-byte words, aligned for both (see CpuidBuffer).
+    std::vector<std::uint64_t> words((sizeof(kvm_irq_routing) + entries.size_bytes() + 7) /
+                                     sizeof(std::uint64_t));
+    auto* table = reinterpret_cast<kvm_irq_routing*>(words.data());
+    table->nr = static_cast<std::uint32_t>(entries.size());
+    table->flags = 0;
+    if (!entries.empty())
+        std::memcpy(table->entries, entries.data(), entries.size_bytes());
+    if (xioctl(m_fd.get(), KVM_SET_GSI_ROUTING, table) < 0)
+        return Unexpected{KvmError{"KVM_SET_GSI_ROUTING", errno}};
+    return {};
+}
+
+Result<void, KvmError> Vm::ioeventfd(const kvm_ioeventfd& request) {
+    return set(m_fd.get(), KVM_IOEVENTFD, request, "KVM_IOEVENTFD");
+}
+
+Result<void, KvmError> Vm::irqfd(const kvm_irqfd& request) {
+    return set(m_fd.get(), KVM_IRQFD, request, "KVM_IRQFD");
 }
 
 Vcpu::Vcpu(Vcpu&& other) noexcept

@@ -19,6 +19,7 @@
 
 #include "pvkit/vmm/fault_report.hpp"
 #include "pvkit/vmm/layout.hpp"
+#include "pvkit/vmm/proposed_abi.h"
 
 namespace pvkit::vmm {
 
@@ -139,6 +140,14 @@ const char* internal_error_name(std::uint32_t suberror) {
 
 // ---- Set-up -------------------------------------------------------------------
 
+std::uint64_t vmm_features(const MachineConfig& config) {
+    std::uint64_t f = PVKIT_FEAT_CONSOLE_HC | PVKIT_FEAT_EVTCHN_DOORBELL | PVKIT_FEAT_EVTCHN_IRQ |
+                      PVKIT_FEAT_GRANT_POOLS;
+    if (!config.store_socket.empty())
+        f |= PVKIT_FEAT_STORE_RING | PVKIT_FEAT_DEVICE_CONNECT;
+    return f;
+}
+
 std::unique_ptr<Machine> Machine::create(const MachineConfig& config, ConsoleSink& console) {
     const auto started = std::chrono::steady_clock::now();
     if (config.ram_bytes < layout::kMinRam || config.ram_bytes > layout::kMaxRam ||
@@ -146,15 +155,27 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, ConsoleSin
         throw StartupError("guest RAM must be a multiple of 4 KiB from " +
                            std::to_string(layout::kMinRam >> 20) + " MiB to " +
                            std::to_string(layout::kMaxRam >> 20) + " MiB");
+    if (config.pool_frames < MachineConfig::kMinPoolFrames ||
+        config.pool_frames > PVKIT_GRANT_POOL_MAX_FRAMES)
+        throw StartupError("a grant pool needs " + std::to_string(MachineConfig::kMinPoolFrames) +
+                           " to " + std::to_string(PVKIT_GRANT_POOL_MAX_FRAMES) + " frames");
+    if (config.devices.size() > PVKIT_START_INFO_MAX_DEVICES)
+        throw StartupError("at most " + std::to_string(PVKIT_START_INFO_MAX_DEVICES) +
+                           " PV devices fit the start-info page");
     Kvm kvm = Kvm::open(config.kvm_path);
+    // GSI = port (event_channels.cpp): every port needs a route.
+    if (kvm.check_extension(KVM_CAP_IRQ_ROUTING) <= static_cast<int>(PVKIT_EVTCHN_MAX_PORT))
+        throw KvmUnavailable(config.kvm_path + " offers fewer than " +
+                             std::to_string(PVKIT_EVTCHN_MAX_PORT + 1) +
+                             " interrupt routes, one per event-channel port");
     try {
         Vm vm = kvm.create_vm();
-        // The in-kernel irqchip must exist before the vCPU is created. It
-        // carries event-channel interrupts in the next step; today it also
-        // keeps HLT inside the kernel.
+        // The in-kernel irqchip must exist before the vCPU is created. Its
+        // local APIC takes the event channels' MSIs, and it keeps HLT (the
+        // guest's sleep in SCHED_OP BLOCK) inside the kernel.
         vm.create_irqchip();
         GuestMemory memory = GuestMemory::create(config.ram_bytes);
-        vm.set_user_memory(0, 0, memory.size(), memory.kvm_userspace_addr());
+        vm.set_user_memory(layout::kRamSlot, 0, memory.size(), memory.kvm_userspace_addr());
         std::unique_ptr<Machine> machine(
             new Machine(config, console, std::move(kvm), std::move(vm), std::move(memory)));
         machine->boot(config);
@@ -163,16 +184,21 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, ConsoleSin
         return machine;
     } catch (const std::system_error& e) {
         throw StartupError(std::string("KVM set-up failed: ") + e.what());
+    } catch (const std::invalid_argument& e) {
+        throw StartupError(e.what());
     }
 }
 
 Machine::Machine(const MachineConfig& config, ConsoleSink& console, Kvm kvm, Vm vm,
                  GuestMemory memory)
     : m_console(console), m_kvm(std::move(kvm)), m_vm(std::move(vm)), m_memory(std::move(memory)),
-      m_vcpu(m_vm.create_vcpu(0)), m_timeout(config.timeout), m_serial(console),
-      m_post_codes(m_stats),
-      m_dispatcher(m_memory, console, *this, HypercallConfig{kVmmFeatures, layout::kStartInfo}),
-      m_hypercall_port(m_dispatcher, m_stats) {
+      m_vcpu(m_vm.create_vcpu(0)), m_domid(config.domid), m_timeout(config.timeout),
+      m_serial(console), m_post_codes(m_stats),
+      m_wiring(m_vm, layout::device_window_base(m_memory.size()) + layout::kDoorbellOffset),
+      m_evtchn(m_wiring, config.domid),
+      m_dispatcher(m_memory, console, *this,
+                   HypercallConfig{vmm_features(config), layout::kStartInfo}),
+      m_hypercall_port(m_dispatcher, m_stats, layout::kHypercallPage + kBlockHelperOffset) {
     // Fixed, non-overlapping ranges: failure would be a bug here.
     const bool ok = m_ports.add(PVKIT_HYPERCALL_PORT, 1, "hypercall", m_hypercall_port).ok() &&
                     m_ports.add(kCom1Base, kUartPorts, "serial", m_serial).ok() &&
@@ -197,6 +223,40 @@ Result<void, BusError> Machine::add_mmio_device(std::uint64_t base, std::uint64_
     return m_mmio.add(base, length, std::move(name), device);
 }
 
+void Machine::create_devices(const MachineConfig& config) {
+    m_devices.reserve(config.devices.size());
+    for (const PvDevice& d : config.devices) {
+        // Header, a grant table of kPoolGrants entries, data frames.
+        const std::uint32_t table =
+            (MachineConfig::kPoolGrants + PVKIT_GRANT_ENTRIES_PER_PAGE - 1) /
+            PVKIT_GRANT_ENTRIES_PER_PAGE;
+        const std::uint32_t data = config.pool_frames - 1 - table;
+        const std::string name =
+            std::string("pvkit-pool-") + device_kind_name(d.type) + "-" + std::to_string(d.devid);
+        m_devices.push_back(DevicePool{
+            d, GrantPool::create(config.domid, data, MachineConfig::kPoolGrants, name), 0});
+    }
+}
+
+void Machine::connect_store(const MachineConfig& config) {
+    if (config.store_socket.empty())
+        return;
+    std::string detail;
+    auto client = store::StoreClient::connect(config.store_socket, config.store_timeout, &detail);
+    if (!client)
+        throw StartupError("cannot connect to pvkit-stored: " +
+                           (detail.empty() ? config.store_socket : detail));
+    client->set_reply_timeout(config.store_timeout);
+    m_control_store = std::make_unique<store::StoreClient>(std::move(client).value());
+    try {
+        m_store_relay =
+            StoreRelay::connect(config.store_socket, config.domid, config.store_timeout);
+    } catch (const std::runtime_error& e) {
+        throw StartupError(e.what());
+    }
+    m_store_ring.emplace(StoreRingPage::create());
+}
+
 void Machine::boot(const MachineConfig& config) {
     const ElfLoadLimits limits{layout::kKernelMin, m_memory.size()};
     auto image = load_elf(config.kernel, m_memory, limits);
@@ -204,19 +264,66 @@ void Machine::boot(const MachineConfig& config) {
         throw StartupError(config.kernel_name + ": " + to_string(image.error().error) + ": " +
                            image.error().detail);
 
+    create_devices(config);
+    connect_store(config);
+    const std::uint64_t features = vmm_features(config);
+    pvkit_evtchn_port_t store_port = 0;
+    if (m_store_ring) {
+        // The store ring's port, connected to the relay from the start.
+        auto port = m_evtchn.alloc_vmm_port(PVKIT_DOMID_HOST, kStorePortVector);
+        if (!port)
+            throw StartupError("cannot allocate the store ring's event channel (error " +
+                               std::to_string(port.error()) + ")");
+        store_port = port.value();
+        auto fds = m_evtchn.fds(store_port);
+        if (!fds)
+            throw StartupError("cannot duplicate the store ring's eventfds");
+        m_store_kick = std::move(fds->kick);
+        m_store_irq = std::move(fds->irq);
+    }
+
     const std::vector<kvm_cpuid_entry2> supported = m_kvm.supported_cpuid();
     BootParams params;
     params.cmdline = config.cmdline;
     params.domid = config.domid;
-    params.features = kVmmFeatures;
+    params.features = features;
     params.nx = cpuid_has_nx(supported);
+    for (const DevicePool& d : m_devices)
+        params.devices.push_back(BootDevice{d.device.type, d.device.devid, d.pool.size_bytes()});
+    params.store_ring = m_store_ring.has_value();
+    params.store_evtchn = store_port;
     auto boot = write_boot_structures(m_memory, image.value(), params);
     if (!boot)
         throw StartupError(std::string("cannot prepare the guest: ") + to_string(boot.error()));
     m_boot = boot.value();
 
+    // The PV pages of the device window: memory slots for the store ring
+    // and the pools, an exit handler for the doorbell.
+    HypercallServices& services = m_dispatcher.services();
+    services.evtchn = &m_evtchn;
+    if (m_store_ring) {
+        m_vm.set_user_memory(layout::kStoreRingSlot, m_boot.store_ring_gpa, StoreRingPage::size(),
+                             m_store_ring->kvm_userspace_addr());
+        services.store = pvkit_store_ring_info{m_boot.store_ring_gpa, store_port, config.domid, 0};
+    }
+    for (std::size_t i = 0; i < m_devices.size(); ++i) {
+        DevicePool& d = m_devices[i];
+        d.gpa = m_boot.pool_gpas[i];
+        m_vm.set_user_memory(layout::kFirstPoolSlot + static_cast<std::uint32_t>(i), d.gpa,
+                             d.pool.size_bytes(),
+                             reinterpret_cast<std::uintptr_t>(d.pool.frame_ptr(0)));
+        services.pools.push_back(GrantPoolPlacement{d.gpa, d.pool.layout().nr_frames, d.device.type,
+                                                    d.device.devid, d.device.backend_domid});
+    }
+    if (!m_mmio.add(m_boot.doorbell_gpa, layout::kPageSize, "doorbell", m_doorbell).ok())
+        throw StartupError("the doorbell page overlaps another device");
+    m_connector = std::make_unique<HandoffConnector>(config.domid, m_evtchn, m_devices,
+                                                     m_control_store.get(), config.store_timeout);
+    if (m_store_ring)
+        services.connector = m_connector.get();
+
     const auto cpuid =
-        make_guest_cpuid(supported, kVmmFeatures, m_boot.hypercall_page_gpa, m_boot.start_info_gpa);
+        make_guest_cpuid(supported, features, m_boot.hypercall_page_gpa, m_boot.start_info_gpa);
     auto fail = [](const KvmError& e) { throw StartupError("vCPU set-up: " + to_string(e)); };
     if (auto r = m_vcpu.set_cpuid(cpuid); !r)
         fail(r.error());
@@ -236,6 +343,8 @@ RunOutcome Machine::run() {
     kvm_run& shared = m_vcpu.shared_run();
     shared.immediate_exit = 0;
     StopSignals signals(shared, m_timeout);
+    if (m_store_relay && m_store_kick.valid())
+        m_store_relay->start(*m_store_ring, std::move(m_store_kick), std::move(m_store_irq));
     m_stats.start_clock();
     while (!m_stop) {
         auto ran = m_vcpu.run();
@@ -311,8 +420,8 @@ void Machine::handle_exit() {
                                          ", at " + where());
         return;
     case KVM_EXIT_HLT:
-        // Only without an in-kernel irqchip; treat it like SCHED_OP BLOCK.
-        block();
+        // Only without an in-kernel irqchip, which pvkit-vmm always creates.
+        wait_for_interrupt();
         return;
     case KVM_EXIT_SYSTEM_EVENT:
         switch (run.system_event.type) {
@@ -450,13 +559,62 @@ bool Machine::interrupt_pending() const {
     return false;
 }
 
-void Machine::block() {
-    // Nothing can raise a guest interrupt yet (event channels are the next
-    // step), so this polls the local APIC every millisecond until one is
-    // pending or a stop signal arrives. The next step replaces the poll
-    // with a wait on the event channels' eventfds.
+void Machine::wait_for_interrupt() {
+    // With the in-kernel irqchip KVM halts the vCPU itself and this never
+    // runs; without it nothing here could wake us but a poll.
     while (g_signal == 0 && !interrupt_pending())
         ::poll(nullptr, 0, 1);
+}
+
+// ---- Statistics ------------------------------------------------------------------
+
+nlohmann::json Machine::stats_json(const RunOutcome& outcome, std::uint64_t console_bytes) const {
+    nlohmann::json j = m_stats.to_json(outcome, console_bytes);
+    const EvtchnCounters& e = m_evtchn.counters();
+    j["event_channels"] = {{"allocated", e.allocated},
+                           {"closed", e.closed},
+                           {"refused", e.refused},
+                           {"connected", e.connected}};
+    j["doorbell"] = m_doorbell.stats();
+    nlohmann::json devices = nlohmann::json::array();
+    for (const DevicePool& d : m_devices)
+        devices.push_back({{"type", device_kind_name(d.device.type)},
+                           {"devid", d.device.devid},
+                           {"backend_domid", d.device.backend_domid},
+                           {"pool_gpa", d.gpa},
+                           {"pool_frames", d.pool.layout().nr_frames}});
+    j["devices"] = devices;
+    j["handoff"] = m_connector ? m_connector->stats() : nlohmann::json(nullptr);
+    j["store"] = m_store_relay ? m_store_relay->stats() : nlohmann::json(nullptr);
+    return j;
+}
+
+std::string Machine::summary() const {
+    std::string out = m_stats.summary();
+    const DoorbellCounters& d = m_doorbell.counters();
+    if (d.dropped_unbound + d.dropped_malformed + d.reads != 0)
+        out += "pvkit-vmm:   doorbell: " + std::to_string(d.dropped_unbound) +
+               " writes of unbound ports dropped, " + std::to_string(d.dropped_malformed) +
+               " malformed writes dropped, " + std::to_string(d.reads) + " reads\n";
+    const EvtchnCounters& e = m_evtchn.counters();
+    if (e.allocated != 0 || e.refused != 0)
+        out += "pvkit-vmm:   event channels: " + std::to_string(e.allocated) + " allocated, " +
+               std::to_string(e.closed) + " closed, " + std::to_string(e.refused) + " refused, " +
+               std::to_string(e.connected) + " handed to backends\n";
+    if (m_connector && m_connector->counters().attempts != 0) {
+        const HandoffCounters& h = m_connector->counters();
+        out += "pvkit-vmm:   device connects: " + std::to_string(h.accepted) + " accepted, " +
+               std::to_string(h.refused) + " refused\n";
+    }
+    if (m_store_relay) {
+        const StoreRelayCounters& c = m_store_relay->counters();
+        const std::string reason = m_store_relay->disconnect_reason();
+        out += "pvkit-vmm:   store ring: " + std::to_string(c.bytes_to_daemon.load()) +
+               " bytes to pvkit-stored, " + std::to_string(c.bytes_to_guest.load()) +
+               " bytes to the guest" +
+               (reason.empty() ? std::string() : "; disconnected: " + reason) + "\n";
+    }
+    return out;
 }
 
 } // namespace pvkit::vmm

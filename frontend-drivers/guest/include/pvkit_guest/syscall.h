@@ -36,8 +36,32 @@
 /* (SYS_INFO_*) -> a value the kernel knows. */
 #define SYS_INFO 4u
 
+/*
+ * Event channels (pvkit_guest/events.h says how events reach programs).
+ * Programs kick a port themselves by writing its number to the doorbell
+ * page, which the kernel maps for them; these calls are for what needs
+ * the kernel: allocating and closing ports, and sleeping.
+ */
+/* (remote domid) -> a new unbound port for that domain, with a vector. */
+#define SYS_EVTCHN_ALLOC 5u
+/* (remote port) -> a local port bound to that port of this domain
+ * (loopback: kicking one raises the other's interrupt). */
+#define SYS_EVTCHN_BIND_LOOPBACK 6u
+/* (port) -> 0. */
+#define SYS_EVTCHN_CLOSE 7u
+/* (port or 0 for any, timeout in us or 0 for none, at most 4 s) -> 1 when
+ * the port's pending bit is set, 0 on timeout. Does not clear the bit. */
+#define SYS_EVTCHN_WAIT 8u
+/* (pool index, port) -> 0 once the device's backend holds the pool and
+ * the port's eventfds (PVKIT_HC_DEVICE_CONNECT), or -PVKIT_E*. */
+#define SYS_DEVICE_CONNECT 9u
+/* (code) -> 0: writes the byte to the POST-code port, which the VMM
+ * records with its time (benchmark markers). */
+#define SYS_POST 10u
+
 #define SYS_INFO_RAM_BYTES 0u      /* guest RAM size */
-#define SYS_INFO_START_INFO_GPA 1u /* where the start-info page is (RSI at entry) */
+#define SYS_INFO_START_INFO_GPA 1u /* where the start-info page is (RSI at entry); user-readable   \
+                                    */
 #define SYS_INFO_HYPERCALL_GPA 2u  /* where the hypercall page is */
 #define SYS_INFO_DOMID 3u          /* this guest's domain id */
 

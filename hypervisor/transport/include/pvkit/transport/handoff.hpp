@@ -32,6 +32,7 @@ inline constexpr std::uint32_t kHandoffVersion = 1;
 // A device hands over its pool plus one eventfd per direction and queue;
 // eight queues at most.
 inline constexpr std::size_t kHandoffMaxFds = 1 + 2 * 8;
+static_assert(kHandoffMaxFds <= kMaxPassedFds, "a hand-off must fit one message");
 
 // The order of fds in a hand-off: pool first, then for each queue the
 // eventfd the backend waits on and the one it notifies.

@@ -32,6 +32,10 @@ private:
     int m_fd = -1;
 };
 
+// Most descriptors one message carries: a device hand-off's pool plus two
+// eventfds for each of 8 queues.
+inline constexpr std::size_t kMaxPassedFds = 17;
+
 // Sends `payload` (at least one byte) and `fds` in one message on a
 // SOCK_STREAM or SOCK_SEQPACKET Unix socket. Throws std::system_error.
 void send_fds(int sock, std::span<const std::byte> payload, std::span<const int> fds);

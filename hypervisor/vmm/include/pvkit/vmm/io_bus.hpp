@@ -1,7 +1,7 @@
 // The exit dispatcher's address spaces: port I/O and MMIO ranges mapped to
 // device handlers. The run loop looks up each KVM_EXIT_IO and
-// KVM_EXIT_MMIO here; the hypercall port, the serial console and POST-code
-// port register today, emulated disks, NICs and the doorbell later.
+// KVM_EXIT_MMIO here; the hypercall port, the serial console, the POST-code
+// port and the doorbell register today, emulated disks and NICs later.
 #pragma once
 
 #include <cstddef>

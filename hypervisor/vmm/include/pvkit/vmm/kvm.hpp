@@ -83,6 +83,18 @@ public:
     // KVM_CREATE_VCPU and the mapping of its kvm_run page. Throws.
     [[nodiscard]] Vcpu create_vcpu(std::uint32_t id);
 
+    // The calls below run while the guest runs (event-channel hypercalls),
+    // so they report failures instead of throwing.
+
+    // KVM_SET_GSI_ROUTING: replaces the whole routing table with `entries`.
+    Result<void, KvmError> set_gsi_routing(std::span<const kvm_irq_routing_entry> entries);
+    // KVM_IOEVENTFD: assign (or, with KVM_IOEVENTFD_FLAG_DEASSIGN in
+    // `request.flags`, remove) an eventfd signalled by guest writes.
+    Result<void, KvmError> ioeventfd(const kvm_ioeventfd& request);
+    // KVM_IRQFD: assign (or, with KVM_IRQFD_FLAG_DEASSIGN, remove) an
+    // eventfd that injects a GSI when signalled.
+    Result<void, KvmError> irqfd(const kvm_irqfd& request);
+
 private:
     friend class Kvm;
     Vm(UniqueFd fd, std::size_t vcpu_mmap_size)

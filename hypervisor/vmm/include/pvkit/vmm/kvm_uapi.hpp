@@ -21,3 +21,4 @@
 
 static_assert(sizeof(kvm_cpuid2) == 8, "kvm_cpuid2 has its C size (see kvm_uapi.hpp)");
 static_assert(sizeof(kvm_msrs) == 8, "kvm_msrs has its C size (see kvm_uapi.hpp)");
+static_assert(sizeof(kvm_irq_routing) == 8, "kvm_irq_routing has its C size (see kvm_uapi.hpp)");

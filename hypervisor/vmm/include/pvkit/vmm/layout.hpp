@@ -28,10 +28,31 @@ inline constexpr std::uint64_t kPageTablesEnd = 0x100000;
 inline constexpr std::uint64_t kKernelMin = 0x100000; // lowest address an ELF segment may use
 
 // The 1 GiB starting at the first GiB boundary at or above the end of RAM
-// is the device window: mapped by the VMM's page tables but not RAM. The
-// next steps put the doorbell page, emulated device registers and grant
-// pools there; today every access to it is an unhandled MMIO exit.
+// is the device window: mapped by the VMM's page tables but not RAM. Its
+// first 2 MiB hold pvkit's own pages, mapped with 4 KiB pages so that a
+// guest kernel can open single pages to user mode:
+//
+//   +0x000000  doorbell page (MMIO: KVM_IOEVENTFD per port; uncached)
+//   +0x001000  store ring page (struct pvkit_store_ring; its own memory slot)
+//   +0x002000  reserved for emulated device registers (MMIO; uncached)
+//   +0x200000  grant pools, one per device, each at a 2 MiB boundary
+//              (memory slots; cached, so the guest can use them as RAM)
+//
+// Everything in the window not listed here is unclaimed MMIO: an access
+// stops the guest with "unhandled MMIO".
 inline constexpr std::uint64_t kDeviceWindowSize = kGiB;
+inline constexpr std::uint64_t kDoorbellOffset = 0;
+inline constexpr std::uint64_t kStoreRingOffset = 0x1000;
+inline constexpr std::uint64_t kDeviceMmioOffset = 0x2000;
+inline constexpr std::uint64_t kPoolsOffset = kLargePageSize;
+// Grant pools start at 2 MiB boundaries: the guest maps them with 2 MiB
+// pages where the size allows, and no other device shares those pages.
+inline constexpr std::uint64_t kPoolAlignment = kLargePageSize;
+
+// KVM memory slots.
+inline constexpr std::uint32_t kRamSlot = 0;
+inline constexpr std::uint32_t kStoreRingSlot = 1;
+inline constexpr std::uint32_t kFirstPoolSlot = 2;
 
 // Guest RAM bounds accepted by the VMM.
 inline constexpr std::uint64_t kMinRam = 4ull << 20;
