@@ -160,3 +160,28 @@ TEST_CASE("block and network attach, list and detach", "[cli][toolstack]") {
 
     CHECK(pvkit_cli(d, "destroy nosuchdomain").status == 1);
 }
+
+TEST_CASE("pvkit create runs pvkit-vmm for a pv-guest and reports its exit status", "[cli][toolstack][kvm]") {
+    Daemon d;
+    TempDir dir;
+    auto guest = [&](const std::string& name, const std::string& program) {
+        nlohmann::json cfg = {{"name", name},
+                              {"type", "pv-guest"},
+                              {"memory", 64},
+                              {"kernel", PVKIT_MINI_GUEST},
+                              {"cmdline", "run=" + program}};
+        return write_file(dir, name + ".json", cfg.dump());
+    };
+    CommandResult ok = pvkit_cli(d, "create '" + guest("hello1", "hello") + "' --timeout 60");
+    INFO(ok.out << ok.err);
+    CHECK(ok.status == 0);
+    CHECK(ok.out.find("Hello from pvkit guest user mode (CPL 3)!") != std::string::npos);
+    CHECK(ok.out.find("exited with status 0 (guest powered off)") != std::string::npos);
+    // The VMM registered the domain with its own pid and removed it at exit.
+    CHECK(list_json(d).empty());
+
+    // A guest whose program faults: the VMM's documented status (2, crash) comes through.
+    CommandResult bad = pvkit_cli(d, "create '" + guest("fault1", "fault") + "' --timeout 60");
+    CHECK(bad.status == 2);
+    CHECK(list_json(d).empty());
+}

@@ -4,7 +4,13 @@
 // prints one line per thing it did.
 #include <nlohmann/json.hpp>
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
 
 #include <chrono>
 #include <cstdio>
@@ -89,20 +95,74 @@ void print_devices(const ts::DomainSummary& d, ts::DeviceKind kind) {
     }
 }
 
-void add_create(CLI::App& app) {
+// pvkit-vmm: --vmm, else next to this pvkit (an installed tree), else the
+// build tree's, else $PATH.
+std::string find_vmm(const std::string& override_path) {
+    if (!override_path.empty())
+        return override_path;
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        auto beside = self.parent_path() / "pvkit-vmm";
+        if (std::filesystem::exists(beside, ec))
+            return beside.string();
+    }
+    if (std::filesystem::exists(PVKIT_VMM_BUILD_PATH, ec))
+        return PVKIT_VMM_BUILD_PATH;
+    return "pvkit-vmm";
+}
+
+// Runs pvkit-vmm in the foreground for a pv-guest config, like `xl create
+// -c`: the guest's console is this terminal and pvkit's exit status is the
+// VMM's (0 when the guest powered off, see docs/vmm.md). The VMM registers
+// the domain itself, with its own pid, and removes it when it exits.
+int run_vmm(const std::string& vmm, const std::string& config, const std::string& socket,
+            const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {vmm, "--config", config, "--store-socket",
+                                     store::resolve_socket_path(socket)};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (std::string& a : args)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::fflush(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0)
+        throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    if (pid == 0) {
+        ::execvp(argv[0], argv.data());
+        std::fprintf(stderr, "pvkit: cannot run %s: %s\n", argv[0], std::strerror(errno));
+        ::_exit(127);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    throw std::runtime_error("pvkit-vmm killed by signal " + std::to_string(WTERMSIG(status)));
+}
+
+void add_create(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("create", "Validate a domain config and register the domain "
                                              "and its devices in the store");
     struct Args {
         Common common;
         std::string config;
         bool dry_run = false;
+        std::string vmm;
+        double timeout = 0;
+        std::string stats_json;
     };
     auto a = std::make_shared<Args>();
     cmd->add_option("config", a->config, "Domain config (JSON), see docs/domain-config.md")
         ->required();
     cmd->add_flag("--dry-run", a->dry_run, "Only validate the config and print what would be written");
+    cmd->add_option("--vmm", a->vmm, "pvkit-vmm to run for a pv-guest (default: found next to pvkit)");
+    cmd->add_option("--timeout", a->timeout, "pv-guest: stop the guest after this many seconds")
+        ->check(CLI::Range(0.0, 3.1536e7));
+    cmd->add_option("--stats-json", a->stats_json, "pv-guest: write the VMM's exit counters here");
     add_common(cmd, a->common);
-    cmd->callback([a] {
+    cmd->callback([a, &ctx] {
         // ConfigError lists every problem, each naming the file and key.
         ts::DomainConfig config = ts::load_domain_config(a->config);
         std::printf("config %s: valid (%s \"%s\", %zu disk(s), %zu nic(s))\n", a->config.c_str(),
@@ -118,11 +178,25 @@ void add_create(CLI::App& app) {
             std::printf("dry run: nothing written (domid 1 shown as an example)\n");
             return;
         }
+        if (config.type == ts::DomainType::kPvGuest) {
+            std::vector<std::string> extra;
+            if (a->timeout > 0)
+                extra.insert(extra.end(), {"--timeout", std::to_string(a->timeout)});
+            if (!a->stats_json.empty())
+                extra.insert(extra.end(), {"--stats-json", a->stats_json});
+            std::string vmm = find_vmm(a->vmm);
+            std::printf("starting %s for %s (console follows)\n", vmm.c_str(), config.name.c_str());
+            int status = run_vmm(vmm, a->config, a->common.socket, extra);
+            std::printf("pvkit-vmm for %s exited with status %d%s\n", config.name.c_str(), status,
+                        status == 0 ? " (guest powered off)" : " (see docs/vmm.md for the meaning)");
+            ctx.exit_code = status;
+            return;
+        }
         StoreClient client = connect_store(a->common);
-        std::optional<pid_t> owner;
         // A host-process domain is owned by the process that will run its
-        // frontends, which registers itself; here it is this process only
-        // when nothing else claims it, so no pid is recorded.
+        // frontends (libpvkit-front's HostDomain::adopt records its pid);
+        // `pvkit create` only registers it.
+        std::optional<pid_t> owner;
         auto domid = ts::create_domain(client, config, owner);
         if (!domid) {
             if (domid.error() == store::StoreError::kExist)
@@ -138,8 +212,6 @@ void add_create(CLI::App& app) {
                         ts::frontend_path(domid.value(), dev.kind, dev.devid).c_str(),
                         ts::backend_path(dev.backend_domid, domid.value(), dev.kind, dev.devid)
                             .c_str());
-        if (config.type == ts::DomainType::kPvGuest)
-            std::printf("note: pvkit-vmm is not started by this version; the guest is registered only\n");
     });
 }
 
@@ -361,7 +433,7 @@ void add_network_attach(CLI::App& app) {
 } // namespace
 
 void register_domain_commands(CLI::App& app, Context& ctx) {
-    add_create(app);
+    add_create(app, ctx);
     add_list(app);
     add_destroy(app, ctx);
     add_block_attach(app);
