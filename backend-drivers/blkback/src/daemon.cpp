@@ -143,84 +143,7 @@ bool is_eventfd(int fd) {
     return !ec && target.string() == "anon_inode:[eventfd]";
 }
 
-// A store transport over a socket whose descriptor the daemon can watch in
-// epoll; otherwise like the client library's own socket transport.
-class WatchableTransport final : public pvkit::store::StoreTransport {
-public:
-    explicit WatchableTransport(UniqueFd fd) : m_fd(std::move(fd)) {}
-    [[nodiscard]] int fd() const { return m_fd.get(); }
 
-    pvkit::store::StoreResult<void> send(std::string_view bytes, Clock::time_point deadline) override {
-        while (!bytes.empty()) {
-            ssize_t n = ::send(m_fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
-            if (n >= 0) {
-                bytes.remove_prefix(static_cast<std::size_t>(n));
-                continue;
-            }
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN)
-                return Unexpected{StoreError::kNotConn};
-            auto ready = wait(POLLOUT, deadline);
-            if (!ready)
-                return Unexpected{ready.error()};
-        }
-        return {};
-    }
-
-    pvkit::store::StoreResult<std::size_t> receive(std::span<char> buf, Clock::time_point deadline) override {
-        for (;;) {
-            ssize_t n = ::recv(m_fd.get(), buf.data(), buf.size(), 0);
-            if (n > 0)
-                return static_cast<std::size_t>(n);
-            if (n == 0)
-                return Unexpected{StoreError::kNotConn};
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN)
-                return Unexpected{StoreError::kNotConn};
-            auto ready = wait(POLLIN, deadline);
-            if (!ready)
-                return Unexpected{ready.error()};
-        }
-    }
-
-private:
-    pvkit::store::StoreResult<void> wait(short events, Clock::time_point deadline) {
-        for (;;) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-            int ms = left.count() <= 0 ? 0 : static_cast<int>(std::min<long long>(left.count() + 1, 1 << 30));
-            pollfd pfd{m_fd.get(), events, 0};
-            int r = ::poll(&pfd, 1, ms);
-            if (r > 0)
-                return {};
-            if (r == 0)
-                return Unexpected{StoreError::kTimedOut};
-            if (errno != EINTR)
-                return Unexpected{StoreError::kNotConn};
-        }
-    }
-
-    UniqueFd m_fd;
-};
-
-UniqueFd connect_unix_stream(const std::string& path) {
-    sockaddr_un addr{};
-    if (path.size() >= sizeof addr.sun_path)
-        fail_startup("store socket path too long: " + path);
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid())
-        fail_startup(std::string("socket: ") + std::strerror(errno));
-    // sockaddr_un is what connect() takes for AF_UNIX; the cast is the API.
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
-        fail_startup("cannot connect to pvkit-stored at " + path + ": " + std::strerror(errno));
-    int flags = ::fcntl(fd.get(), F_GETFL);
-    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
-        fail_startup(std::string("fcntl: ") + std::strerror(errno));
-    return fd;
-}
 
 UniqueFd bind_handoff_socket(const std::string& path) {
     sockaddr_un addr{};
@@ -341,10 +264,13 @@ private:
 // Start-up and shutdown
 
 Daemon::Impl::Impl(DaemonOptions options) : m_options(std::move(options)) {
-    std::string path = pvkit::store::resolve_socket_path(m_options.store_socket);
-    auto transport = std::make_unique<WatchableTransport>(connect_unix_stream(path));
-    m_store_fd = transport->fd();
-    m_store = std::make_unique<StoreClient>(std::move(transport));
+    std::string detail;
+    auto client = StoreClient::connect(m_options.store_socket, std::chrono::seconds(10), &detail);
+    if (!client)
+        fail_startup("cannot connect to pvkit-stored at " + detail);
+    // The daemon waits for store messages in its own epoll loop.
+    m_store_fd = client->native_handle();
+    m_store = std::make_unique<StoreClient>(std::move(client.value()));
     m_store->set_reply_timeout(std::chrono::seconds(10));
 
     m_epoll.reset(::epoll_create1(EPOLL_CLOEXEC));

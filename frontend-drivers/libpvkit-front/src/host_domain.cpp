@@ -67,109 +67,17 @@ namespace detail {
 
 // ---- Store connection -----------------------------------------------------------
 
-namespace {
-
-using store::Clock;
 using store::StoreError;
 using store::StoreResult;
 
-int ms_until(Clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0)
-        return 0;
-    return static_cast<int>(std::min<long long>(left.count() + 1, 1 << 30));
-}
-
-// The client library's Unix-socket transport, with the socket's fd known to
-// us: a device waits on it with poll(2) next to its eventfd.
-class PollableSocketTransport final : public store::StoreTransport {
-public:
-    explicit PollableSocketTransport(UniqueFd fd) : m_fd(std::move(fd)) {}
-    [[nodiscard]] int fd() const { return m_fd.get(); }
-
-    StoreResult<void> send(std::string_view bytes, Clock::time_point deadline) override {
-        while (!bytes.empty()) {
-            ssize_t n = ::send(m_fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
-            if (n >= 0) {
-                bytes.remove_prefix(static_cast<std::size_t>(n));
-                continue;
-            }
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN)
-                return Unexpected{StoreError::kNotConn};
-            StoreResult<bool> ready = wait(POLLOUT, deadline);
-            if (!ready)
-                return Unexpected{ready.error()};
-            if (!*ready)
-                return Unexpected{StoreError::kTimedOut};
-        }
-        return {};
-    }
-
-    StoreResult<std::size_t> receive(std::span<char> buf, Clock::time_point deadline) override {
-        for (;;) {
-            ssize_t n = ::recv(m_fd.get(), buf.data(), buf.size(), 0);
-            if (n > 0)
-                return static_cast<std::size_t>(n);
-            if (n == 0)
-                return Unexpected{StoreError::kNotConn};
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN)
-                return Unexpected{StoreError::kNotConn};
-            StoreResult<bool> ready = wait(POLLIN, deadline);
-            if (!ready)
-                return Unexpected{ready.error()};
-            if (!*ready)
-                return Unexpected{StoreError::kTimedOut};
-        }
-    }
-
-private:
-    StoreResult<bool> wait(short events, Clock::time_point deadline) const {
-        for (;;) {
-            pollfd pfd{m_fd.get(), events, 0};
-            int r = ::poll(&pfd, 1, ms_until(deadline));
-            if (r > 0)
-                return true;
-            if (r == 0)
-                return false;
-            if (errno != EINTR)
-                return Unexpected{StoreError::kNotConn};
-        }
-    }
-
-    UniqueFd m_fd;
-};
-
-} // namespace
-
 StoreConnection connect_store(const std::string& socket_path, std::chrono::milliseconds timeout) {
-    const std::string path = store::resolve_socket_path(socket_path);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path)
-        throw FrontError("store socket path too long: " + path);
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!fd.valid())
-        throw FrontError("socket: " + std::string(std::strerror(errno)));
-    // sockaddr_un is what connect() takes for AF_UNIX; the cast is the API.
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-        if (errno != EAGAIN && errno != EINPROGRESS)
-            throw FrontError("cannot connect to pvkit-stored at " + path + ": " +
-                             std::strerror(errno));
-        pollfd pfd{fd.get(), POLLOUT, 0};
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (::poll(&pfd, 1, static_cast<int>(timeout.count())) != 1 ||
-            ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
-            throw FrontError("cannot connect to pvkit-stored at " + path);
-    }
-    const int raw = fd.get();
-    StoreConnection c{store::StoreClient(std::make_unique<PollableSocketTransport>(std::move(fd))),
-                      raw};
+    std::string detail;
+    auto client = store::StoreClient::connect(socket_path, timeout, &detail);
+    if (!client)
+        throw FrontError("cannot connect to pvkit-stored at " + detail);
+    // Callers wait for watch events on this descriptor in their own poll loops.
+    const int raw = client->native_handle();
+    StoreConnection c{std::move(client.value()), raw};
     c.client.set_reply_timeout(timeout);
     return c;
 }
