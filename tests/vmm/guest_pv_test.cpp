@@ -423,6 +423,7 @@ TEST_CASE("handoff-test: the VMM hands the pool and eventfds to the backend; kic
     for (std::uint32_t i = 0; i < 4096; ++i)
         bad += reply[i] != pool_guest_byte(i);
     CHECK(bad == 0);
+    signal_fd(irq); // acknowledged: the guest goes on to its grant
 
     // A grant made in guest user mode, mapped with the backends' library.
     CHECK(take_kicks(kick) == 1);

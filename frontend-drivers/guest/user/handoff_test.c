@@ -8,8 +8,8 @@
  *     to hand off (SYS_DEVICE_CONNECT); a second request for the same
  *     port is refused (EISCONN).
  *  2. The backend writes a pattern into the pool and signals its irqfd:
- *     the guest checks the pattern, writes its own, kicks the doorbell.
- *     Then the guest grants a third frame to the backend's domain from
+ *     the guest checks the pattern, writes its own, kicks the doorbell
+ *     and waits for the backend's acknowledgement. Then the guest grants a third frame to the backend's domain from
  *     user mode (upool.c) and publishes the reference as ring-ref; the
  *     backend maps it with the transport library's GrantMapper, writes
  *     into it and keeps it mapped: ending the grant fails (EBUSY) until
@@ -114,6 +114,9 @@ int handoff_test_main(void) {
     for (uint32_t i = 0; i < 4096; ++i)
         out[i] = pool_guest_byte(i);
     evtchn_notify((uint32_t)port);
+    /* The backend acknowledges before the next kick: two kicks in flight
+     * at once would coalesce in its eventfd counter. */
+    check("the backend checked our pattern", next_event((uint32_t)port), 0);
 
     /* 2b: a grant from user mode, mapped by the backend. */
     struct upool pool;
