@@ -77,6 +77,14 @@
     FIELD(struct pvkit_start_info, cmdline, 1360, 1024)          \
     FIELD(struct pvkit_start_info, reserved, 2384, 1712)
 
+/* hypercall.h */
+#define PVKIT_SPEC_HYPERCALL(STRUCT, UNION, FIELD, MEMBER)          \
+    STRUCT(struct pvkit_device_connect, 48)                         \
+    FIELD(struct pvkit_device_connect, pool_index, 0, 4)            \
+    FIELD(struct pvkit_device_connect, nr_queues, 4, 4)             \
+    FIELD(struct pvkit_device_connect, ports, 8, 32)                \
+    FIELD(struct pvkit_device_connect, reserved, 40, 8)
+
 /* grant.h */
 #define PVKIT_SPEC_GRANT(STRUCT, UNION, FIELD, MEMBER)           \
     STRUCT(struct pvkit_grant_entry, 8)                          \
@@ -261,6 +269,7 @@
     FIELD(struct pvkit_store_ring_info, pad, 14, 2)
 
 #define PVKIT_SPEC_ALL_LAYOUTS(STRUCT, UNION, FIELD, MEMBER) \
+    PVKIT_SPEC_HYPERCALL(STRUCT, UNION, FIELD, MEMBER)       \
     PVKIT_SPEC_START_INFO(STRUCT, UNION, FIELD, MEMBER)      \
     PVKIT_SPEC_GRANT(STRUCT, UNION, FIELD, MEMBER)           \
     PVKIT_SPEC_EVTCHN(STRUCT, UNION, FIELD, MEMBER)          \
@@ -276,14 +285,15 @@
 #define PVKIT_SPEC_CONSTANTS(CONSTANT)                         \
     /* abi.h */                                                \
     CONSTANT(PVKIT_ABI_VERSION_MAJOR, 1)                       \
-    CONSTANT(PVKIT_ABI_VERSION_MINOR, 0)                       \
-    CONSTANT(PVKIT_ABI_VERSION, 0x10000)                       \
+    CONSTANT(PVKIT_ABI_VERSION_MINOR, 1)                       \
+    CONSTANT(PVKIT_ABI_VERSION, 0x10001)                       \
     CONSTANT(PVKIT_FEAT_CONSOLE_HC, 0x1)                       \
     CONSTANT(PVKIT_FEAT_EVTCHN_DOORBELL, 0x2)                  \
     CONSTANT(PVKIT_FEAT_EVTCHN_IRQ, 0x4)                       \
     CONSTANT(PVKIT_FEAT_GRANT_POOLS, 0x8)                      \
     CONSTANT(PVKIT_FEAT_STORE_RING, 0x10)                      \
     CONSTANT(PVKIT_FEAT_MULTI_PAGE_RING, 0x20)                 \
+    CONSTANT(PVKIT_FEAT_DEVICE_CONNECT, 0x40)                  \
     CONSTANT(PVKIT_DOMID_HOST, 0)                              \
     CONSTANT(PVKIT_DOMID_SELF, 0x7FF0)                         \
     CONSTANT(PVKIT_DOMID_INVALID, 0x7FF4)                      \
@@ -331,7 +341,9 @@
     CONSTANT(PVKIT_HC_GRANT_POOL_QUERY, 5)                     \
     CONSTANT(PVKIT_HC_STORE_RING_INFO, 6)                      \
     CONSTANT(PVKIT_HC_START_INFO, 7)                           \
-    CONSTANT(PVKIT_HC_COUNT, 8)                                \
+    CONSTANT(PVKIT_HC_DEVICE_CONNECT, 8)                       \
+    CONSTANT(PVKIT_HC_COUNT, 9)                                \
+    CONSTANT(PVKIT_DEVICE_CONNECT_MAX_QUEUES, 8)               \
     CONSTANT(PVKIT_CONSOLE_WRITE_MAX, 4096)                    \
     CONSTANT(PVKIT_SCHEDOP_YIELD, 0)                           \
     CONSTANT(PVKIT_SCHEDOP_BLOCK, 1)                           \

@@ -49,6 +49,14 @@ TEST_CASE("abi.h: scalar wire types have fixed unsigned sizes", "[abi]") {
     PVKIT_SPEC_SCALARS(PVKIT_CHECK_SCALAR)
 }
 
+TEST_CASE("hypercall.h: sizes and field offsets of every wire struct", "[abi]") {
+    PVKIT_SPEC_HYPERCALL(PVKIT_CHECK_STRUCT, PVKIT_CHECK_UNION, PVKIT_CHECK_FIELD,
+                         PVKIT_CHECK_FIELD)
+    // One port slot per queue.
+    STATIC_REQUIRE(sizeof(pvkit_device_connect{}.ports) ==
+                   PVKIT_DEVICE_CONNECT_MAX_QUEUES * sizeof(pvkit_evtchn_port_t));
+}
+
 TEST_CASE("start_info.h: sizes and field offsets of every wire struct", "[abi]") {
     PVKIT_SPEC_START_INFO(PVKIT_CHECK_STRUCT, PVKIT_CHECK_UNION, PVKIT_CHECK_FIELD,
                           PVKIT_CHECK_FIELD)
@@ -182,7 +190,7 @@ std::vector<TypeLayout> type_layouts() {
 // padding, there would be a gap between two listed fields.
 TEST_CASE("the listed fields of every wire struct tile it with no gap or overlap", "[abi]") {
     const std::vector<TypeLayout> types = type_layouts();
-    REQUIRE(types.size() == 29);
+    REQUIRE(types.size() == 30);
     for (const TypeLayout& t : types) {
         INFO(t.name);
         REQUIRE_FALSE(t.fields.empty());
@@ -236,8 +244,8 @@ TEST_CASE("the ABI version is (major << 16) | minor", "[abi]") {
 TEST_CASE("every hypercall has a stub in the one hypercall page", "[abi]") {
     STATIC_REQUIRE(PVKIT_HYPERCALL_MAX_STUBS * PVKIT_HYPERCALL_STUB_SIZE == PVKIT_PAGE_SIZE);
     STATIC_REQUIRE(PVKIT_HC_COUNT <= PVKIT_HYPERCALL_MAX_STUBS);
-    // The numbers are dense: 0 .. COUNT-1, the last one being START_INFO.
-    STATIC_REQUIRE(PVKIT_HC_START_INFO + 1 == PVKIT_HC_COUNT);
+    // The numbers are dense: 0 .. COUNT-1, the last one being DEVICE_CONNECT.
+    STATIC_REQUIRE(PVKIT_HC_DEVICE_CONNECT + 1 == PVKIT_HC_COUNT);
     // The stub's `out %al, $port` takes an 8-bit immediate port.
     STATIC_REQUIRE(PVKIT_HYPERCALL_PORT <= 0xffu);
 }

@@ -20,7 +20,6 @@
 #include "pvkit/vmm/doorbell.hpp"
 #include "pvkit/vmm/event_channels.hpp"
 #include "pvkit/vmm/hypercall.hpp"
-#include "pvkit/vmm/proposed_abi.h"
 #include "vmm_test_support.hpp"
 
 using pvkit::test::error_of;

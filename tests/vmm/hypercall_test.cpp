@@ -9,7 +9,6 @@
 #include "pvkit/vmm/boot.hpp"
 #include "pvkit/vmm/exit_stats.hpp"
 #include "pvkit/vmm/hypercall.hpp"
-#include "pvkit/vmm/proposed_abi.h"
 #include "pvkit/vmm/serial.hpp"
 #include "vmm_test_support.hpp"
 

@@ -7,9 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include <chrono>
@@ -142,6 +147,82 @@ int run_vmm(const std::string& vmm, const std::string& config, const std::string
     throw std::runtime_error("pvkit-vmm killed by signal " + std::to_string(WTERMSIG(status)));
 }
 
+// `pvkit create FILE key=value ...`, like xl: a pv-guest's kernel, cmdline
+// and memory can be given on the command line instead of in the file. They
+// become the VMM's --kernel, --cmdline and --memory, which take precedence
+// over the config's keys. A relative kernel path is relative to the current
+// directory (it was typed here), unlike the file's, which are relative to
+// the file.
+struct Overrides {
+    std::optional<std::filesystem::path> kernel;
+    std::optional<std::string> cmdline;
+    std::optional<std::uint64_t> memory_mib;
+};
+
+Overrides parse_overrides(const std::vector<std::string>& args) {
+    Overrides o;
+    for (const std::string& arg : args) {
+        const auto eq = arg.find('=');
+        const std::string key = arg.substr(0, eq);
+        const std::string value = eq == std::string::npos ? std::string() : arg.substr(eq + 1);
+        if (eq == std::string::npos || value.empty())
+            throw std::runtime_error("create: override \"" + arg +
+                                     "\": expected key=value with kernel, cmdline or memory");
+        if (key == "kernel") {
+            o.kernel = std::filesystem::absolute(value).lexically_normal();
+            std::error_code ec;
+            if (!std::filesystem::is_regular_file(*o.kernel, ec))
+                throw std::runtime_error("create: override kernel=" + value + ": " +
+                                         o.kernel->string() + " is not an existing regular file");
+        } else if (key == "cmdline") {
+            o.cmdline = value;
+        } else if (key == "memory") {
+            std::uint64_t mib = 0;
+            const auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), mib);
+            if (err != std::errc() || end != value.data() + value.size() || mib == 0)
+                throw std::runtime_error("create: override memory=" + value +
+                                         ": expected a size in MiB");
+            o.memory_mib = mib;
+        } else {
+            throw std::runtime_error("create: override \"" + key +
+                                     "\": expected kernel, cmdline or memory");
+        }
+    }
+    return o;
+}
+
+// Makes the images the config asks for ("create_size_mb") that do not
+// exist yet: sparse files, created exclusively so that a racing creator
+// is never truncated. Existing images are left alone.
+void create_disk_images(const ts::DomainConfig& config) {
+    for (const ts::DiskConfig& disk : config.disks) {
+        std::error_code ec;
+        if (!disk.create_size_mb || std::filesystem::exists(disk.path, ec))
+            continue;
+        std::filesystem::create_directories(disk.path.parent_path(), ec);
+        if (ec)
+            throw std::runtime_error("create " + config.name + ": disk " + disk.path.string() +
+                                     ": cannot create its directory: " + ec.message());
+        const int fd = ::open(disk.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 && errno == EEXIST)
+            continue;
+        if (fd < 0)
+            throw std::runtime_error("create " + config.name + ": disk " + disk.path.string() +
+                                     ": " + std::strerror(errno));
+        const off_t size = static_cast<off_t>(*disk.create_size_mb) << 20;
+        const int rc = ::ftruncate(fd, size);
+        const int err = errno;
+        ::close(fd);
+        if (rc != 0) {
+            ::unlink(disk.path.c_str());
+            throw std::runtime_error("create " + config.name + ": disk " + disk.path.string() +
+                                     ": cannot size it: " + std::strerror(err));
+        }
+        std::printf("created disk image %s (%u MiB, sparse)\n", disk.path.c_str(),
+                    *disk.create_size_mb);
+    }
+}
+
 void add_create(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("create", "Validate a domain config and register the domain "
                                              "and its devices in the store");
@@ -152,10 +233,13 @@ void add_create(CLI::App& app, Context& ctx) {
         std::string vmm;
         double timeout = 0;
         std::string stats_json;
+        std::vector<std::string> overrides;
     };
     auto a = std::make_shared<Args>();
     cmd->add_option("config", a->config, "Domain config (JSON), see docs/domain-config.md")
         ->required();
+    cmd->add_option("overrides", a->overrides,
+                    "pv-guest: kernel=PATH, cmdline=STRING, memory=MIB instead of the config's");
     cmd->add_flag("--dry-run", a->dry_run, "Only validate the config and print what would be written");
     cmd->add_option("--vmm", a->vmm, "pvkit-vmm to run for a pv-guest (default: found next to pvkit)");
     cmd->add_option("--timeout", a->timeout, "pv-guest: stop the guest after this many seconds")
@@ -163,8 +247,29 @@ void add_create(CLI::App& app, Context& ctx) {
     cmd->add_option("--stats-json", a->stats_json, "pv-guest: write the VMM's exit counters here");
     add_common(cmd, a->common);
     cmd->callback([a, &ctx] {
-        // ConfigError lists every problem, each naming the file and key.
-        ts::DomainConfig config = ts::load_domain_config(a->config);
+        const Overrides overrides = parse_overrides(a->overrides);
+        // ConfigError lists every problem, each naming the file and key. A
+        // kernel given on the command line replaces the file's, which then
+        // need not exist.
+        ts::LoadOptions load_options;
+        load_options.check_kernel = !overrides.kernel;
+        ts::DomainConfig config;
+        try {
+            config = ts::load_domain_config(a->config, load_options);
+        } catch (const ts::ConfigError& e) {
+            // The two errors a first run of an example meets get a way out.
+            std::string what = e.what();
+            if (what.find(": kernel: expected an existing") != std::string::npos)
+                what += "\n  (build the guest, e.g. cmake --build build --target pvkit-mini, or "
+                        "give another with: pvkit create FILE kernel=PATH)";
+            if (what.find(".path: expected an existing disk image") != std::string::npos)
+                what += "\n  (create the image, e.g. truncate -s 64M PATH, or give the disk "
+                        "\"create_size_mb\" so that pvkit create makes it)";
+            throw std::runtime_error(what);
+        }
+        if (config.type != ts::DomainType::kPvGuest && !a->overrides.empty())
+            throw std::runtime_error("create " + config.name +
+                                     ": kernel, cmdline and memory overrides are for pv-guests");
         std::printf("config %s: valid (%s \"%s\", %zu disk(s), %zu nic(s))\n", a->config.c_str(),
                     ts::to_string(config.type), config.name.c_str(), config.disks.size(),
                     config.nics.size());
@@ -178,8 +283,15 @@ void add_create(CLI::App& app, Context& ctx) {
             std::printf("dry run: nothing written (domid 1 shown as an example)\n");
             return;
         }
+        create_disk_images(config);
         if (config.type == ts::DomainType::kPvGuest) {
             std::vector<std::string> extra;
+            if (overrides.kernel)
+                extra.insert(extra.end(), {"--kernel", overrides.kernel->string()});
+            if (overrides.cmdline)
+                extra.insert(extra.end(), {"--cmdline", *overrides.cmdline});
+            if (overrides.memory_mib)
+                extra.insert(extra.end(), {"--memory", std::to_string(*overrides.memory_mib)});
             if (a->timeout > 0)
                 extra.insert(extra.end(), {"--timeout", std::to_string(a->timeout)});
             if (!a->stats_json.empty())

@@ -17,7 +17,6 @@
 
 #include "arch.h"
 #include "kernel.h"
-#include "pvkit/vmm/proposed_abi.h"
 #include "pvkit_guest/events.h"
 #include "pvkit_guest/mem.h"
 

@@ -24,7 +24,6 @@
 #include <pvkit/store.h>
 
 #include "programs.h"
-#include "pvkit/vmm/proposed_abi.h"
 #include "ulib.h"
 
 #define KICK_BURST 100000u

@@ -85,10 +85,11 @@ int hypercall_test_main(void) {
     expect("store_ring_info without a store", sys_hypercall(PVKIT_HC_STORE_RING_INFO, 0, 0, 0, 0),
            -PVKIT_ENOSYS);
 
-    /* PVKIT_HC_COUNT (8) is the proposed DEVICE_CONNECT, which needs a store. */
-    expect("device_connect (8) without a store", sys_hypercall(PVKIT_HC_COUNT, 0, 0, 0, 0),
+    /* DEVICE_CONNECT needs a store connection to reach a backend. */
+    expect("device_connect without a store", sys_hypercall(PVKIT_HC_DEVICE_CONNECT, 0, 0, 0, 0),
            -PVKIT_ENOSYS);
-    expect("unknown hypercall 9", sys_hypercall(9, 0, 0, 0, 0), -PVKIT_ENOSYS);
+    expect("unknown hypercall PVKIT_HC_COUNT (9)", sys_hypercall(PVKIT_HC_COUNT, 0, 0, 0, 0),
+           -PVKIT_ENOSYS);
     expect("unknown hypercall 127 (last stub)", sys_hypercall(127, 0, 0, 0, 0), -PVKIT_ENOSYS);
     expect("hypercall 128 (no stub)", sys_hypercall(128, 0, 0, 0, 0), -PVKIT_ENOSYS);
     expect("hypercall 2^32", sys_hypercall(1ull << 32, 0, 0, 0, 0), -PVKIT_ENOSYS);

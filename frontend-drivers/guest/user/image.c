@@ -15,7 +15,7 @@ __attribute__((section(".user_header"), used)) const struct pvkit_user_image g_u
     .base = (uint64_t)(uintptr_t)__user_image_base,
     .end = (uint64_t)(uintptr_t)__user_image_end,
     .start = (uint64_t)(uintptr_t)user_start,
-    .nr_programs = 11,
+    .nr_programs = 14,
     .programs =
         {
             PROGRAM("hello", hello_main, 0),
@@ -29,5 +29,8 @@ __attribute__((section(".user_header"), used)) const struct pvkit_user_image g_u
             PROGRAM("store-hostile-index", store_hostile_index_main, 0),
             PROGRAM("store-hostile-header", store_hostile_header_main, 0),
             PROGRAM("handoff-test", handoff_test_main, 0),
+            PROGRAM("blk-selftest", blk_selftest_main, 0),
+            PROGRAM("blk-bench", blk_bench_main, 0),
+            PROGRAM("blk-hostile", blk_hostile_main, 0),
         },
 };

@@ -13,5 +13,8 @@ int store_hostile_index_main(void);
 int store_hostile_header_main(void);
 int handoff_test_main(void);
 int idle_main(void);
+int blk_selftest_main(void);
+int blk_bench_main(void);
+int blk_hostile_main(void);
 
 #endif /* PVKIT_MINI_PROGRAMS_H */

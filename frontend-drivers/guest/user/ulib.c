@@ -123,6 +123,15 @@ void check_eq(const char* what, long got, long want) {
     }
 }
 
+void check_quiet(const char* what, long got, long want) {
+    if (got == want) {
+        ++g_passed;
+        return;
+    }
+    ++g_failed;
+    uprintf("  FAIL %s = %ld, expected %ld\n", what, got, want);
+}
+
 int check_summary(const char* name) {
     uprintf("%s: %u passed, %u failed\n", name, g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
@@ -132,4 +141,44 @@ unsigned current_cpl(void) {
     uint16_t cs;
     __asm__ volatile("mov %%cs, %0" : "=r"(cs));
     return cs & 3u;
+}
+
+int cmdline_value(const char* key, char* buf, uint32_t size) {
+    const struct pvkit_start_info* si = start_info();
+    const uint32_t len = si->cmdline_len < PVKIT_START_INFO_CMDLINE_MAX
+                             ? si->cmdline_len
+                             : PVKIT_START_INFO_CMDLINE_MAX;
+    const uint32_t klen = (uint32_t)strlen(key);
+    for (uint32_t i = 0; i + klen + 1 <= len; ++i) {
+        if ((i != 0 && si->cmdline[i - 1] != ' ') || memcmp(si->cmdline + i, key, klen) != 0 ||
+            si->cmdline[i + klen] != '=')
+            continue;
+        uint32_t n = 0;
+        const uint32_t at = i + klen + 1;
+        while (at + n < len && si->cmdline[at + n] != ' ' && si->cmdline[at + n] != '\0')
+            ++n;
+        if (n + 1 > size)
+            return -PVKIT_E2BIG;
+        memcpy(buf, si->cmdline + at, n);
+        buf[n] = '\0';
+        return (int)n;
+    }
+    return -PVKIT_ENOENT;
+}
+
+int cmdline_u64(const char* key, uint64_t* value) {
+    char buf[24];
+    const int n = cmdline_value(key, buf, sizeof buf);
+    if (n == -PVKIT_ENOENT)
+        return 0;
+    if (n <= 0)
+        return -PVKIT_EINVAL;
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) {
+        if (buf[i] < '0' || buf[i] > '9' || v > (1ull << 59))
+            return -PVKIT_EINVAL;
+        v = v * 10u + (uint64_t)(buf[i] - '0');
+    }
+    *value = v;
+    return 1;
 }

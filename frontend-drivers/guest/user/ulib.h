@@ -35,9 +35,19 @@ int evtchn_pending(uint32_t port);
 int evtchn_test_and_clear(uint32_t port);
 volatile struct pvkit_guest_events* guest_events(void);
 
+/* The value of `key=value` on the kernel command line (space-separated
+ * words), NUL-terminated in buf: its length, -PVKIT_ENOENT if the key is
+ * absent, -PVKIT_E2BIG if buf cannot hold it. */
+int cmdline_value(const char* key, char* buf, uint32_t size);
+/* A decimal value: 1 and *value, 0 if the key is absent, -PVKIT_EINVAL if
+ * it is not a number below 2^63. */
+int cmdline_u64(const char* key, uint64_t* value);
+
 /* Checks for test programs: one line per check, a summary at the end. */
 void check(const char* what, int ok, long got);
 void check_eq(const char* what, long got, long want);
+/* Like check_eq, but prints only a failure (checks repeated in loops). */
+void check_quiet(const char* what, long got, long want);
 /* 0 if every check passed, else 1; prints "<name>: N passed, M failed". */
 int check_summary(const char* name);
 

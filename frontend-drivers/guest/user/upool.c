@@ -33,10 +33,26 @@ int upool_open(uint32_t index, struct upool* pool) {
     pool->table_first = hdr->table_first;
     pool->nr_grants = hdr->nr_grants;
     pool->data_first = hdr->data_first;
-    pool->next_frame = hdr->data_first;
+    const uint32_t data = hdr->nr_frames - hdr->data_first;
+    pool->nr_data = data < UPOOL_MAX_DATA_FRAMES ? data : UPOOL_MAX_DATA_FRAMES;
     pool->owner = hdr->owner;
     pool->pad = 0;
+    pool->nr_used = 0;
+    pool->pad2 = 0;
+    for (uint32_t i = 0; i < UPOOL_MAX_DATA_FRAMES / 64; ++i)
+        pool->used[i] = 0;
     return 0;
+}
+
+static int frame_used(const struct upool* pool, uint32_t i) {
+    return (int)((pool->used[i / 64] >> (i % 64)) & 1u);
+}
+
+static void set_used(struct upool* pool, uint32_t i, int used) {
+    if (used)
+        pool->used[i / 64] |= 1ull << (i % 64);
+    else
+        pool->used[i / 64] &= ~(1ull << (i % 64));
 }
 
 volatile void* upool_frame(const struct upool* pool, uint32_t frame) {
@@ -46,10 +62,37 @@ volatile void* upool_frame(const struct upool* pool, uint32_t frame) {
 }
 
 int upool_alloc_frames(struct upool* pool, uint32_t count, uint32_t* first) {
-    if (count == 0 || count > pool->nr_frames - pool->next_frame)
+    if (count == 0 || count > pool->nr_data - pool->nr_used)
         return -PVKIT_ENOSPC;
-    *first = pool->next_frame;
-    pool->next_frame += count;
+    uint32_t run = 0;
+    for (uint32_t i = 0; i < pool->nr_data; ++i) {
+        if (frame_used(pool, i)) {
+            run = 0;
+            continue;
+        }
+        if (++run == count) {
+            const uint32_t start = i + 1 - count;
+            for (uint32_t j = start; j <= i; ++j)
+                set_used(pool, j, 1);
+            pool->nr_used += count;
+            *first = pool->data_first + start;
+            return 0;
+        }
+    }
+    return -PVKIT_ENOSPC;
+}
+
+int upool_free_frames(struct upool* pool, uint32_t first, uint32_t count) {
+    if (first < pool->data_first || count > pool->nr_data ||
+        first - pool->data_first > pool->nr_data - count)
+        return -PVKIT_EINVAL;
+    const uint32_t start = first - pool->data_first;
+    for (uint32_t i = start; i < start + count; ++i)
+        if (!frame_used(pool, i))
+            return -PVKIT_EINVAL;
+    for (uint32_t i = start; i < start + count; ++i)
+        set_used(pool, i, 0);
+    pool->nr_used -= count;
     return 0;
 }
 

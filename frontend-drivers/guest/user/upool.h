@@ -14,15 +14,24 @@
 #include <pvkit/abi.h>
 #include <stdint.h>
 
+/* Data frames the allocator manages (from data_first on): 32 MiB, more
+ * than any mini-guest program needs; frames beyond are never handed out. */
+#define UPOOL_MAX_DATA_FRAMES 8192u
+
 struct upool {
     uint64_t base; /* guest address (= GPA) of frame 0 */
     uint32_t nr_frames;
     uint32_t table_first;
     uint32_t nr_grants;
     uint32_t data_first;
-    uint32_t next_frame; /* frames are handed out once, in order */
+    uint32_t nr_data; /* data frames managed: min(pool's, UPOOL_MAX_DATA_FRAMES) */
     pvkit_domid_t owner;
     uint16_t pad;
+    uint32_t nr_used; /* data frames handed out and not freed */
+    uint32_t pad2;
+    /* Bit i: data frame data_first + i is handed out. First fit, so a
+     * fresh pool hands out frames in order from data_first. */
+    uint64_t used[UPOOL_MAX_DATA_FRAMES / 64];
 };
 
 /* The pool of start-info device `index`: 0, or -PVKIT_ENOENT/-PVKIT_EINVAL. */
@@ -31,6 +40,10 @@ int upool_open(uint32_t index, struct upool* pool);
 volatile void* upool_frame(const struct upool* pool, uint32_t frame);
 /* `count` consecutive data frames: 0 and *first, or -PVKIT_ENOSPC. */
 int upool_alloc_frames(struct upool* pool, uint32_t count, uint32_t* first);
+/* Gives back frames [first, first + count) (any subrange of what
+ * upool_alloc_frames returned): 0, or -PVKIT_EINVAL if one of them is not
+ * a handed-out data frame (nothing is freed then). */
+int upool_free_frames(struct upool* pool, uint32_t first, uint32_t count);
 /* Grants data frame `frame` to `domid`: 0 and *ref (never 0), -PVKIT_EINVAL
  * for a frame that is not a data frame, -PVKIT_ENOSPC without a free entry. */
 int upool_grant(struct upool* pool, pvkit_domid_t domid, uint32_t frame, int readonly,

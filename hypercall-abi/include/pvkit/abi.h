@@ -51,7 +51,7 @@
  * something is appended. PVKIT_HC_VERSION returns (major << 16) | minor.
  */
 #define PVKIT_ABI_VERSION_MAJOR 1u
-#define PVKIT_ABI_VERSION_MINOR 0u
+#define PVKIT_ABI_VERSION_MINOR 1u /* 1.1: PVKIT_HC_DEVICE_CONNECT */
 #define PVKIT_ABI_VERSION ((PVKIT_ABI_VERSION_MAJOR << 16) | PVKIT_ABI_VERSION_MINOR)
 
 /*
@@ -64,6 +64,7 @@
 #define PVKIT_FEAT_GRANT_POOLS (1ull << 3)   /* PVKIT_HC_GRANT_POOL_QUERY */
 #define PVKIT_FEAT_STORE_RING (1ull << 4)    /* store ring, see store.h */
 #define PVKIT_FEAT_MULTI_PAGE_RING (1ull << 5) /* ring-page-order > 0 */
+#define PVKIT_FEAT_DEVICE_CONNECT (1ull << 6) /* PVKIT_HC_DEVICE_CONNECT */
 /* Bit 63 is reserved and never set, so the mask is never mistaken for a
  * negative error by PVKIT_HC_FEATURES callers. */
 

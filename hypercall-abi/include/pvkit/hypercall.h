@@ -72,7 +72,9 @@
 #define PVKIT_HC_STORE_RING_INFO 6u
 /* () -> guest-physical address of the start-info page; start_info.h. */
 #define PVKIT_HC_START_INFO 7u
-#define PVKIT_HC_COUNT 8u
+/* (gpa of struct pvkit_device_connect) -> 0; see below. */
+#define PVKIT_HC_DEVICE_CONNECT 8u
+#define PVKIT_HC_COUNT 9u
 
 #define PVKIT_CONSOLE_WRITE_MAX 4096u
 
@@ -96,5 +98,57 @@
 #define PVKIT_SHUTDOWN_REBOOT 1u   /* the toolstack decides whether to restart */
 /* 2 is reserved (Xen's suspend). */
 #define PVKIT_SHUTDOWN_CRASH 3u /* guest-detected failure: VMM exits non-zero */
+
+/*
+ * PVKIT_HC_DEVICE_CONNECT (feature PVKIT_FEAT_DEVICE_CONNECT): a guest's
+ * frontend asks its VMM to hand the device's grant pool and the eventfds of
+ * its event-channel ports to the backend daemon that serves the device.
+ *
+ * A host backend binds no port by hypercall: it receives the pool memfd and
+ * the two eventfds of each port from the VMM over its hand-off socket,
+ * which only the VMM can do, because only the VMM holds them. The frontend
+ * publishes Initialised only after that hand-off succeeded
+ * (docs/handshake.md), so the guest must be able to ask for it and learn
+ * the outcome. The call blocks until the backend answered (bounded by the
+ * VMM).
+ *
+ * The VMM checks, in order: the structure lies in RAM (-EFAULT); reserved
+ * fields are zero, 1 <= nr_queues <= PVKIT_DEVICE_CONNECT_MAX_QUEUES, unused
+ * port slots are zero, every used port is in 1..PVKIT_EVTCHN_MAX_PORT and
+ * appears once (-EINVAL); the pool index names a device (-ENOENT); each port
+ * is allocated (-ENOENT), unbound (-EISCONN if it is already connected),
+ * allocated for the device's backend domain (-EINVAL) and not the VMM's own
+ * (-EPERM); the VMM has a store connection (-ENOTCONN); the device's
+ * backend directory (computed by the VMM from the domain's config, never
+ * read from a frontend-written node) shows state InitWait and a
+ * handoff-socket node (-EAGAIN). It then hands off and returns the
+ * backend's answer: 0, or -EPERM, -EAGAIN, -EBUSY, -EINVAL as the backend
+ * gave them; any other refusal, an unreachable socket or no answer within
+ * the VMM's bound is -EIO. On success the ports become INTERDOMAIN with the
+ * backend's domain (EVTCHNOP_STATUS reports remote_port = the port itself:
+ * a host backend knows the channel by the number in the store).
+ *
+ * Reconnect. A port is handed off once. When the backend goes away and a
+ * new instance takes the device over, the frontend starts over with a
+ * fresh ring and a fresh port (docs/handshake.md, "Reconnecting after a
+ * backend restart"): it closes the old port (EVTCHNOP_CLOSE works on a
+ * connected port) and calls DEVICE_CONNECT again for the same device with
+ * the new one, once the new backend shows InitWait. The VMM hands the same
+ * pool and the new port's eventfds to the backend the store names then. A
+ * port that is still connected is refused with -EISCONN.
+ */
+#define PVKIT_DEVICE_CONNECT_MAX_QUEUES 8u
+
+struct pvkit_device_connect {
+    uint32_t pool_index; /* IN (guest): the device, as in start info devices[] */
+    uint32_t nr_queues;  /* IN (guest): ports used, 1..PVKIT_DEVICE_CONNECT_MAX_QUEUES */
+    /* IN (guest): one unbound port per queue, allocated for the device's
+     * backend domain; slots from nr_queues on are zero. */
+    pvkit_evtchn_port_t ports[PVKIT_DEVICE_CONNECT_MAX_QUEUES];
+    uint32_t reserved[2]; /* IN (guest): zero */
+};
+PVKIT_ABI_SIZE(struct pvkit_device_connect, 48);
+PVKIT_ABI_OFFSET(struct pvkit_device_connect, ports, 8);
+PVKIT_ABI_OFFSET(struct pvkit_device_connect, reserved, 40);
 
 #endif /* PVKIT_HYPERCALL_H */

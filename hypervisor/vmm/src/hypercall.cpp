@@ -6,7 +6,6 @@
 #include <algorithm>
 
 #include "pvkit/vmm/exit_stats.hpp"
-#include "pvkit/vmm/proposed_abi.h"
 
 namespace pvkit::vmm {
 

@@ -19,7 +19,6 @@
 
 #include "pvkit/vmm/fault_report.hpp"
 #include "pvkit/vmm/layout.hpp"
-#include "pvkit/vmm/proposed_abi.h"
 
 namespace pvkit::vmm {
 

@@ -137,7 +137,10 @@ int run(const Options& options) {
         std::uint64_t memory_mib = options.memory_mib;
         config.cmdline = options.cmdline;
         if (!options.config.empty()) {
-            domain = toolstack::load_domain_config(options.config);
+            // A --kernel replaces the config's, which then need not exist.
+            toolstack::LoadOptions load_options;
+            load_options.check_kernel = kernel.empty();
+            domain = toolstack::load_domain_config(options.config, load_options);
             if (domain->type != toolstack::DomainType::kPvGuest)
                 throw std::runtime_error(options.config +
                                          ": type: pvkit-vmm runs pv-guest domains only");

@@ -210,7 +210,11 @@ void read_disk_path(const Context& ctx, const Json& object, const std::string& p
         return;
     }
     disk.path = resolve(ctx, *text);
-    if (ctx.options.check_disk_paths)
+    // A missing image that the config asks to create is not an error here:
+    // `pvkit create` makes it (create_disk_images).
+    std::error_code ec;
+    const bool will_create = disk.create_size_mb && !std::filesystem::exists(disk.path, ec);
+    if (ctx.options.check_disk_paths && !will_create)
         check_file(ctx, key_path, *value, disk.path, FileKind::kDisk);
 }
 
@@ -221,8 +225,11 @@ std::optional<DiskConfig> parse_disk(const Context& ctx, const Json& object,
         return std::nullopt;
     detail::reject_unknown_keys(ctx.diag, object, path,
                                 {"vdev", "devid", "path", "mode", "backend", "format",
-                                 "sector_size", "max_ring_page_order"});
+                                 "sector_size", "max_ring_page_order", "create_size_mb"});
     DiskConfig disk;
+    if (const Json* value = member(object, "create_size_mb"))
+        disk.create_size_mb =
+            read_u32(ctx, *value, child_path(path, "create_size_mb"), 1, kDiskCreateMaxMb);
     read_disk_id(ctx, object, path, disk);
     read_disk_path(ctx, object, path, disk);
 

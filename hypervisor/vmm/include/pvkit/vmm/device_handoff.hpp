@@ -3,7 +3,7 @@
 // the backend daemon the store names (pvkit/transport/handoff.hpp).
 //
 // Who triggers the hand-off: the guest, with PVKIT_HC_DEVICE_CONNECT
-// (proposed_abi.h), after it granted its ring and allocated its port and
+// (pvkit/hypercall.h), after it granted its ring and allocated its port and
 // before it writes Initialised: the frontend protocol publishes
 // Initialised only once the backend holds the pool and the eventfds. The
 // VMM never acts on frontend-written store nodes: it finds the backend

@@ -54,7 +54,7 @@ struct GrantPoolPlacement {
 };
 
 // Hands a device's pool and its ports' eventfds to the device's backend
-// (PVKIT_HC_DEVICE_CONNECT, proposed_abi.h). The ports are validated
+// (PVKIT_HC_DEVICE_CONNECT, pvkit/hypercall.h). The ports are validated
 // numbers; everything else (are they the guest's, unbound, for the right
 // domain; is the backend ready) is the connector's to check.
 class DeviceConnector {

@@ -67,7 +67,14 @@ struct DiskConfig {
     // Caps the backend's max-ring-page-order for this disk; when absent the
     // blkback option (or its default) applies.
     std::optional<std::uint32_t> max_ring_page_order;
+    // "create_size_mb": when the image does not exist, `pvkit create` makes
+    // it (a sparse file of this many MiB) before the backend opens it. An
+    // existing image is used as it is, whatever its size.
+    std::optional<std::uint32_t> create_size_mb;
 };
+
+// The largest image `create_size_mb` may ask for (1 TiB).
+inline constexpr std::uint32_t kDiskCreateMaxMb = 1u << 20;
 
 struct NicConfig {
     std::uint32_t devid = 0;
