@@ -13,6 +13,10 @@ packages=(
   iproute2             # network namespaces for tests
   etcd-server          # baseline of `pvkit bench store` (etcd 3.4 at /usr/bin/etcd; the
                        # benchmark starts its own on loopback, the package's service is not needed)
+  fio                  # baselines of `pvkit bench blk`: io_uring on the image file (the limit) and
+                       # the nbd engine (Debian's fio is built with libnbd) against nbdkit
+  nbdkit               # the peer block server of `pvkit bench blk` (file plugin on a Unix socket,
+                       # started by the benchmark; no service)
 )
 
 missing=()

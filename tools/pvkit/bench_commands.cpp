@@ -1,8 +1,12 @@
 // `pvkit bench ...`
 #include <chrono>
+#include <cstdint>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
+#include <string>
 
+#include "bench/blk_bench.hpp"
 #include "bench/ring_bench.hpp"
 #include "bench/store_bench.hpp"
 #include "commands.hpp"
@@ -97,6 +101,107 @@ void add_bench_store(CLI::App& bench, Context& ctx) {
     });
 }
 
+// "256M", "1G", "4096" (powers of 1024). Throws naming the option.
+std::uint64_t parse_bench_size(const std::string& option, const std::string& text) {
+    std::size_t used = 0;
+    std::uint64_t value = 0;
+    try {
+        if (text.empty() || text[0] == '-')
+            throw std::invalid_argument("sign");
+        value = std::stoull(text, &used, 10);
+    } catch (const std::exception&) {
+        throw std::runtime_error(option + ": expected a size such as 256M or 1G, got '" + text +
+                                 "'");
+    }
+    const std::string suffix = text.substr(used);
+    std::uint64_t unit = 1;
+    if (suffix == "k" || suffix == "K")
+        unit = 1024;
+    else if (suffix == "m" || suffix == "M")
+        unit = 1024 * 1024;
+    else if (suffix == "g" || suffix == "G")
+        unit = 1024ull * 1024 * 1024;
+    else if (!suffix.empty())
+        throw std::runtime_error(option + ": unknown unit '" + suffix + "' in '" + text +
+                                 "' (k, M or G)");
+    if (value > UINT64_MAX / unit)
+        throw std::runtime_error(option + ": " + text + " is too large");
+    return value * unit;
+}
+
+void add_bench_blk(CLI::App& bench, Context& ctx) {
+    auto* cmd = bench.add_subcommand(
+        "blk",
+        "4 KiB random and 128 KiB sequential I/O through the PV path (pvkit-blkback) vs fio "
+        "io_uring on the file and fio against nbdkit (same file, caching, block size, depth)");
+    struct Args {
+        bench::BlkBenchOptions opt;
+        std::string size = "256M";
+        bool json = false;
+        bool quick = false;
+        bool require = false;
+        long spin_ns = -1;
+        long blkback_spin_us = -1;
+        long spin_yield_after_ns = -1;
+    };
+    auto a = std::make_shared<Args>();
+    cmd->add_flag("--json", a->json, "Print the results as JSON");
+    cmd->add_option("--figures", a->opt.figures,
+                    "Only these figures, e.g. randread_4k_qd32,write_128k_qd32 (default: all six)")
+        ->delimiter(',');
+    cmd->add_option("--spin-ns", a->spin_ns,
+                    "The PV frontend's spin before sleeping (default: libpvkit-front's)")
+        ->check(CLI::Range(0L, 1000000000L));
+    cmd->add_option("--spin-yield-after-ns", a->spin_yield_after_ns,
+                    "The PV frontend yields the CPU between looks after this much of its spin "
+                    "(default: libpvkit-front's)")
+        ->check(CLI::Range(0L, 1000000000L));
+    cmd->add_option("--blkback-spin-us", a->blkback_spin_us,
+                    "pvkit-blkback --spin-us (default: blkback's)")
+        ->check(CLI::Range(0L, 1000000L));
+    cmd->add_flag(
+        "--quick", a->quick,
+        "1 round of 0.2 s on a 16M image: checks that everything runs, figures are rough");
+    cmd->add_flag("--require-goals", a->require, "Exit 3 if a result misses its goal");
+    cmd->add_option("--rounds", a->opt.rounds, "Interleaved PV/fio/nbd repetitions (default 3)")
+        ->check(CLI::Range(1, 1000));
+    cmd->add_option("--seconds", a->opt.seconds, "Length of one measurement (default 2)")
+        ->check(CLI::Range(0.01, 3600.0));
+    cmd->add_option("--size", a->size, "Image size, the span every workload uses (default 256M)");
+    cmd->add_option("--image", a->opt.image,
+                    "Image file to use (created or overwritten; default: a scratch file)");
+    cmd->add_flag(
+        "--direct", a->opt.direct,
+        "O_DIRECT instead of the page cache (nbdkit: cache=none, see docs/benchmarks.md)");
+    cmd->add_option("--store-binary", a->opt.store_binary,
+                    "pvkit-stored to run (default: found next to pvkit)");
+    cmd->add_option("--blkback-binary", a->opt.blkback_binary,
+                    "pvkit-blkback to run (default: found next to pvkit)");
+    cmd->add_option("--fio-binary", a->opt.fio_binary,
+                    "fio to run (default: fio in PATH; Debian: fio)");
+    cmd->add_option("--nbdkit-binary", a->opt.nbdkit_binary,
+                    "nbdkit to run (default: nbdkit in PATH; Debian: nbdkit)");
+    cmd->callback([a, &ctx] {
+        bench::BlkBenchOptions o = a->opt;
+        o.size = parse_bench_size("--size", a->size);
+        if (a->spin_ns >= 0)
+            o.frontend_spin = std::chrono::nanoseconds(a->spin_ns);
+        if (a->spin_yield_after_ns >= 0)
+            o.frontend_spin_yield_after = std::chrono::nanoseconds(a->spin_yield_after_ns);
+        if (a->blkback_spin_us >= 0)
+            o.blkback_spin_us = static_cast<std::uint32_t>(a->blkback_spin_us);
+        if (a->quick) {
+            o.rounds = 1;
+            o.seconds = 0.2;
+            o.size = 16ull * 1024 * 1024;
+        }
+        bench::BenchReport report = bench::run_blk_bench(o);
+        print_report(report, a->json);
+        if (a->require && !report.goals_met())
+            ctx.exit_code = 3;
+    });
+}
+
 } // namespace
 
 void register_bench_commands(CLI::App& app, Context& ctx) {
@@ -105,6 +210,7 @@ void register_bench_commands(CLI::App& app, Context& ctx) {
     bench->require_subcommand(1);
     add_bench_ring(*bench, ctx);
     add_bench_store(*bench, ctx);
+    add_bench_blk(*bench, ctx);
 }
 
 } // namespace pvkit::cli

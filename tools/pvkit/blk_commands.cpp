@@ -12,7 +12,6 @@
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -21,6 +20,7 @@
 
 #include "commands.hpp"
 #include "pvkit/front/blk_device.hpp"
+#include "pvkit/front/blk_workload.hpp"
 #include "pvkit/front/host_domain.hpp"
 #include "pvkit/front/pattern.hpp"
 
@@ -264,8 +264,10 @@ struct BenchArgs {
 
 void run_bench(const BlkArgs& a, const BenchArgs& b) {
     const std::string what = "blk bench-io";
-    const bool random = b.rw == "randread" || b.rw == "randwrite";
-    const bool writes = b.rw == "write" || b.rw == "randwrite";
+    front::BlkWorkloadSpec spec;
+    if (!front::parse_workload_kind(b.rw, spec.kind))
+        throw std::runtime_error(what + ": --rw must be randread, randwrite, read or write");
+    const bool writes = front::is_write(spec.kind);
     const std::uint64_t bs = parse_size("--bs", b.bs);
     if (bs == 0 || bs % a.sector_size != 0 || bs > 1024 * 1024)
         throw std::runtime_error(what + ": --bs must be a multiple of the sector size (" +
@@ -275,95 +277,36 @@ void run_bench(const BlkArgs& a, const BenchArgs& b) {
     const auto max_io = static_cast<std::uint32_t>((bs + 4095) / 4096 * 4096);
     Session s(a, what, !writes, b.qd, max_io);
     BlkDevice& dev = s.dev();
-    std::uint64_t span_bytes = dev.info().size_bytes;
-    if (!b.size.empty())
-        span_bytes = std::min(span_bytes, parse_size("--size", b.size));
-    const std::uint64_t blocks = span_bytes / bs;
-    if (blocks == 0)
-        throw std::runtime_error(what + ": the disk (or --size) is smaller than one block of " + std::to_string(bs));
-
-    // Zero-copy: one pool buffer per queue slot.
-    std::vector<front::PoolBuffer> bufs;
-    for (std::uint32_t i = 0; i < b.qd; ++i) {
-        auto buf = dev.alloc_buffer(static_cast<std::size_t>(bs));
-        if (!buf)
-            s.fail("allocate buffers", buf.error());
-        if (writes)
-            front::fill_pattern(buf->bytes(), b.seed, i * bs);
-        bufs.push_back(std::move(buf).value());
+    spec.block_size = static_cast<std::uint32_t>(bs);
+    spec.queue_depth = b.qd;
+    spec.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double>(b.seconds));
+    spec.span_bytes = b.size.empty() ? 0 : parse_size("--size", b.size);
+    spec.seed = b.seed;
+    spec.stall_timeout = std::chrono::milliseconds(std::max<std::uint32_t>(a.timeout_ms, 1000));
+    if (std::min(dev.info().size_bytes, spec.span_bytes == 0 ? UINT64_MAX : spec.span_bytes) < bs)
+        throw std::runtime_error(what + ": the disk (or --size) is smaller than one block of " +
+                                 std::to_string(bs));
+    const std::uint64_t span_bytes = spec.span_bytes == 0
+                                         ? dev.info().size_bytes
+                                         : std::min(spec.span_bytes, dev.info().size_bytes);
+    front::BlkWorkloadResult r;
+    try {
+        r = front::run_blk_workload(dev, spec);
+    } catch (const front::FrontError& e) {
+        throw std::runtime_error(what + ": " + e.what());
     }
-    std::mt19937_64 rng(b.seed);
-    std::uint64_t next_block = 0;
-    auto pick = [&]() -> std::uint64_t {
-        if (random)
-            return (rng() % blocks) * bs;
-        const std::uint64_t off = (next_block % blocks) * bs;
-        ++next_block;
-        return off;
-    };
-    using Clock = std::chrono::steady_clock;
-    std::vector<Clock::time_point> started(b.qd);
-    std::vector<double> latencies_us;
-    latencies_us.reserve(1 << 20);
-    std::vector<front::Completion> done;
-    auto submit = [&](std::uint32_t slot) {
-        started[slot] = Clock::now();
-        const std::uint64_t off = pick();
-        auto r = writes ? dev.submit_write(off, bufs[slot], static_cast<std::size_t>(bs), slot)
-                        : dev.submit_read(off, bufs[slot], static_cast<std::size_t>(bs), slot);
-        if (!r)
-            s.fail("submit at offset " + std::to_string(off), r.error());
-    };
-    const front::BlkCounters before = dev.counters();
-    const auto t0 = Clock::now();
-    const auto end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(b.seconds));
-    for (std::uint32_t i = 0; i < b.qd; ++i)
-        submit(i);
-    std::uint64_t ios = 0;
-    bool stopping = false;
-    while (dev.in_flight() > 0) {
-        done.clear();
-        auto r = dev.wait(done, 1, std::chrono::milliseconds(std::max<std::uint32_t>(a.timeout_ms, 1000)));
-        if (!r)
-            s.fail("wait", r.error());
-        const auto now = Clock::now();
-        stopping = stopping || now >= end;
-        for (const front::Completion& c : done) {
-            if (c.error)
-                s.fail("I/O", *c.error);
-            const auto slot = static_cast<std::uint32_t>(c.tag);
-            latencies_us.push_back(std::chrono::duration<double, std::micro>(now - started[slot]).count());
-            ++ios;
-            if (!stopping)
-                submit(slot);
-        }
-    }
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    const front::BlkCounters after = dev.counters();
-    std::sort(latencies_us.begin(), latencies_us.end());
-    auto pct = [&](double p) {
-        if (latencies_us.empty())
-            return 0.0;
-        const auto i = static_cast<std::size_t>(p * static_cast<double>(latencies_us.size() - 1));
-        return latencies_us[i];
-    };
-    double sum = 0;
-    for (double l : latencies_us)
-        sum += l;
-    const double iops = static_cast<double>(ios) / secs;
+    const double iops = r.iops();
     std::cout << std::fixed << std::setprecision(1) << b.rw << " bs=" << bs << " qd=" << b.qd
-              << " over " << span_bytes << " bytes of " << a.image << " for " << secs << " s: " << ios
-              << " I/Os, " << iops << " IOPS, " << iops * static_cast<double>(bs) / (1024.0 * 1024.0)
+              << " over " << span_bytes << " bytes of " << a.image << " for " << r.seconds
+              << " s: " << r.requests << " I/Os, " << iops << " IOPS, " << r.mib_per_second()
               << " MiB/s\n"
-              << "latency us: mean " << (latencies_us.empty() ? 0.0 : sum / static_cast<double>(latencies_us.size()))
-              << ", min " << pct(0) << ", p50 " << pct(0.5) << ", p99 " << pct(0.99) << ", max " << pct(1.0)
-              << "\n"
-              << "ring requests " << after.ring_requests - before.ring_requests << ", notifications sent "
-              << after.notifications_sent - before.notifications_sent << ", received "
-              << after.notifications_received - before.notifications_received << ", sleeps "
-              << after.sleeps - before.sleeps << ", reconnects " << after.reconnects - before.reconnects
-              << "\n";
-    bufs.clear();
+              << "latency us: mean " << r.latency_mean_us << ", min " << r.latency_min_us
+              << ", p50 " << r.latency_percentile_us(0.5) << ", p99 "
+              << r.latency_percentile_us(0.99) << ", max " << r.latency_max_us << "\n"
+              << "ring requests " << r.ring_requests << ", notifications sent "
+              << r.notifications_sent << ", received " << r.notifications_received << ", sleeps "
+              << r.sleeps << ", reconnects " << dev.counters().reconnects << "\n";
     s.finish();
 }
 

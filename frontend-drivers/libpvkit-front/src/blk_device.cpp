@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +24,8 @@ constexpr std::uint32_t kMaxIoBytes = PVKIT_BLKFRONT_MAX_IO_SEGS * PVKIT_PAGE_SI
 // wake this often to retry them; otherwise they sleep until an event.
 constexpr std::chrono::milliseconds kDeferredTick{10};
 constexpr std::chrono::milliseconds kIdleTick{1000};
+// How often a waiter looks for store events while responses keep coming.
+constexpr std::chrono::microseconds kStorePumpInterval{1000};
 // After a teardown wait times out, how long to wait once the ring is dropped.
 constexpr std::chrono::milliseconds kAbandonGrace{1000};
 
@@ -419,27 +422,49 @@ void DeviceImpl::env_complete(void* ctx, pvkit_blkfront_io* io) {
 
 // ---- Waiting ----------------------------------------------------------------------------
 
+std::size_t DeviceImpl::pump_events_now_and_then() {
+    // Store events only matter for the handshake (state changes, a backend
+    // restart), never per request, and looking costs system calls. While
+    // responses flow, look at most every kStorePumpInterval; every sleep
+    // below looks (and waits on the store socket) anyway.
+    const Clock::time_point now = Clock::now();
+    if (now - m_last_pump < kStorePumpInterval)
+        return 0;
+    m_last_pump = now;
+    return m_domain.pump_events();
+}
+
 bool DeviceImpl::progress(Clock::time_point deadline) {
     pvkit_blkfront* core = m_core.get();
-    std::size_t events = m_domain.pump_events();
+    const bool flowing = core != nullptr && m_channel_live && pvkit_blkfront_connected(core);
+    std::size_t events = flowing ? pump_events_now_and_then() : m_domain.pump_events();
     int responses = core != nullptr ? pvkit_blkfront_poll(core) : 0;
     if (events != 0 || responses != 0)
         return true;
     if (core != nullptr && m_channel_live && m_options.spin.count() > 0 &&
         pvkit_blkfront_outstanding(core) != 0) {
         // Hold-off: while the backend is busy it is not kicked and we do
-        // not sleep; a quick answer costs no system call.
+        // not sleep; a quick answer costs no system call. Optionally,
+        // after a pure spin, each look yields the CPU: on a machine with
+        // few cores the work we wait for (the backend, or the kernel worker
+        // doing its I/O) may need this very core.
         SpinDeadline spin(m_options.spin);
+        SpinDeadline pure(
+            std::min(m_options.spin, m_options.spin_yield_after.value_or(m_options.spin)));
         do {
             if (pvkit_blkfront_responses_ready(core) != 0)
                 return true;
-            cpu_relax();
+            if (pure.expired())
+                ::sched_yield();
+            else
+                cpu_relax();
         } while (!spin.expired());
     }
     // Final check: arm rsp_event, look once more; only then sleep.
     if (core != nullptr && pvkit_blkfront_final_check(core) != 0)
         return true;
     // The core's store calls may have queued events behind our back.
+    m_last_pump = Clock::now();
     if (m_domain.pump_events() != 0)
         return true;
     const auto now = Clock::now();
@@ -730,7 +755,10 @@ Result<PoolBuffer, BlkError> DeviceImpl::alloc_buffer(std::size_t bytes) {
 
 std::size_t DeviceImpl::poll(std::vector<Completion>& out) {
     if (m_core) {
-        m_domain.pump_events();
+        if (m_channel_live && pvkit_blkfront_connected(m_core.get()))
+            (void)pump_events_now_and_then();
+        else
+            (void)m_domain.pump_events();
         (void)pvkit_blkfront_poll(m_core.get());
     }
     const std::size_t n = m_ready.size();

@@ -119,6 +119,8 @@ private:
     // happened) spin, final check and sleep until a kick, a store event or
     // `deadline`. False once the deadline has passed.
     bool progress(Clock::time_point deadline);
+    // The domain's store events, at most every kStorePumpInterval.
+    std::size_t pump_events_now_and_then();
     // Waits until the core is finished (closed for good), bounded.
     void wait_finished(std::chrono::milliseconds timeout);
     void teardown_local();
@@ -162,6 +164,7 @@ private:
     BlkInfo m_info;
     std::uint64_t m_notifications_received = 0;
     std::uint64_t m_sleeps = 0;
+    Clock::time_point m_last_pump{};
     // Counters survive the core (read after detach).
     mutable BlkCounters m_last_counters;
 };

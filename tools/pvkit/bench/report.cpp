@@ -58,6 +58,8 @@ nlohmann::json BenchReport::to_json() const {
         }
         if (!r.note.empty())
             j["note"] = r.note;
+        if (!r.details.empty())
+            j["details"] = r.details;
         results_json.push_back(std::move(j));
     }
     return {{"suite", suite}, {"results", results_json}, {"config", config}};

@@ -36,6 +36,9 @@ struct BenchResult {
     std::string baseline_name;
     std::optional<Goal> goal;
     std::string note;
+    // Suite-specific figures behind the headline (latencies, counters),
+    // printed as "details" when not empty.
+    nlohmann::json details = nlohmann::json::object();
 
     [[nodiscard]] double ratio() const;
 };

@@ -80,8 +80,16 @@ struct BlkDeviceOptions {
     // Pool bytes for data (copy buffers and alloc_buffer); 0: queue_depth *
     // max_io_bytes.
     std::size_t buffer_bytes = 0;
-    // How long a waiter spins on the ring before it sleeps.
-    std::chrono::nanoseconds spin{std::chrono::microseconds(5)};
+    // How long a waiter looks at the ring before it sleeps. 20 us covers a
+    // page-cache read through pvkit-blkback and most of a backend's batch
+    // of 32; a sleep costs a ~40 us wakeup here (docs/benchmarks.md,
+    // `bench blk`).
+    std::chrono::nanoseconds spin{std::chrono::microseconds(20)};
+    // If set, after this much of `spin` each look yields the CPU first
+    // (sched_yield), so the backend or the kernel worker doing the I/O can
+    // use this core. It helped writes on an idle 2-core machine, but under
+    // load a yield can cost a whole time slice, so it is off by default.
+    std::optional<std::chrono::nanoseconds> spin_yield_after;
     // Bound on reaching Connected at attach, and on closing at detach.
     std::chrono::milliseconds connect_timeout{10000};
     // Bound on each synchronous call (it covers a backend restart).
