@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bench/blk_bench.hpp"
+#include "bench/guest_blk_bench.hpp"
 #include "bench/ring_bench.hpp"
 #include "bench/store_bench.hpp"
 #include "commands.hpp"
@@ -202,6 +203,55 @@ void add_bench_blk(CLI::App& bench, Context& ctx) {
     });
 }
 
+void add_bench_guest_blk(CLI::App& bench, Context& ctx) {
+    auto* cmd = bench.add_subcommand(
+        "guest-blk",
+        "The same 4 KiB block workload from the mini guest's user mode under KVM and from a "
+        "host-process frontend, against one pvkit-blkback: guest/host IOPS, exits and "
+        "notifications per request");
+    struct Args {
+        bench::GuestBlkBenchOptions opt;
+        bool json = false;
+        bool quick = false;
+        bool require = false;
+    };
+    auto a = std::make_shared<Args>();
+    cmd->add_flag("--json", a->json, "Print the results as JSON");
+    cmd->add_option("--figures", a->opt.figures,
+                    "Only these figures, e.g. randread_4k_qd1,randwrite_4k_qd16 (default: all)")
+        ->delimiter(',');
+    cmd->add_option("--rounds", a->opt.rounds, "Interleaved guest/host repetitions (default 3)")
+        ->check(CLI::Range(1, 1000));
+    cmd->add_option("--requests", a->opt.requests, "I/Os per run on each side (default 20000)")
+        ->check(CLI::Range(std::uint64_t{100}, std::uint64_t{10'000'000}));
+    cmd->add_option("--span-mb", a->opt.span_mb, "Image size and the span of the offsets (default 64)")
+        ->check(CLI::Range(1U, 65536U));
+    cmd->add_option("--guest-timeout", a->opt.guest_timeout,
+                    "Bound for one guest run in seconds (default 120)")
+        ->check(CLI::Range(1.0, 3600.0));
+    cmd->add_flag("--quick", a->quick,
+                  "1 round of 2000 requests: checks that everything runs, figures are rough");
+    cmd->add_flag("--require-goals", a->require, "Exit 3 if a result misses its goal");
+    cmd->add_option("--kernel", a->opt.kernel,
+                    "The mini guest kernel (default: guest/pvkit-mini of this build)");
+    cmd->add_option("--vmm", a->opt.vmm_binary, "pvkit-vmm to run (default: found next to pvkit)");
+    cmd->add_option("--store-binary", a->opt.store_binary,
+                    "pvkit-stored to run (default: found next to pvkit)");
+    cmd->add_option("--blkback-binary", a->opt.blkback_binary,
+                    "pvkit-blkback to run (default: found next to pvkit)");
+    cmd->callback([a, &ctx] {
+        bench::GuestBlkBenchOptions o = a->opt;
+        if (a->quick) {
+            o.rounds = 1;
+            o.requests = 2000;
+        }
+        bench::BenchReport report = bench::run_guest_blk_bench(o);
+        print_report(report, a->json);
+        if (a->require && !report.goals_met())
+            ctx.exit_code = 3;
+    });
+}
+
 } // namespace
 
 void register_bench_commands(CLI::App& app, Context& ctx) {
@@ -211,6 +261,7 @@ void register_bench_commands(CLI::App& app, Context& ctx) {
     add_bench_ring(*bench, ctx);
     add_bench_store(*bench, ctx);
     add_bench_blk(*bench, ctx);
+    add_bench_guest_blk(*bench, ctx);
 }
 
 } // namespace pvkit::cli

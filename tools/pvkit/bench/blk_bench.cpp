@@ -60,123 +60,9 @@ constexpr std::uint32_t kLargeBlock = 128 * 1024;
 constexpr std::uint32_t kNbdkitThreads = kDeepQueue;
 constexpr std::uint64_t kPatternSeed = 0x626c6b; // "blk"
 
-// ---- Interrupts ---------------------------------------------------------------------
-// SIGINT/SIGTERM set this; the running measurement finishes (at most
-// --seconds), then the error path detaches the disk and stops every child.
-std::atomic<bool> g_interrupted{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
-
-extern "C" void on_blk_interrupt(int) {
-    g_interrupted.store(true, std::memory_order_relaxed);
-}
-
-void throw_if_interrupted() {
-    if (g_interrupted.load(std::memory_order_relaxed))
-        throw std::runtime_error("bench blk: interrupted");
-}
-
-class InterruptGuard {
-public:
-    InterruptGuard() {
-        g_interrupted.store(false);
-        struct sigaction sa {};
-        sa.sa_handler = on_blk_interrupt;
-        sigemptyset(&sa.sa_mask);
-        ::sigaction(SIGINT, &sa, &m_old_int);
-        ::sigaction(SIGTERM, &sa, &m_old_term);
-    }
-    InterruptGuard(const InterruptGuard&) = delete;
-    InterruptGuard& operator=(const InterruptGuard&) = delete;
-    ~InterruptGuard() {
-        ::sigaction(SIGINT, &m_old_int, nullptr);
-        ::sigaction(SIGTERM, &m_old_term, nullptr);
-    }
-
-private:
-    struct sigaction m_old_int {};
-    struct sigaction m_old_term {};
-};
-
 // ---- Finding programs ---------------------------------------------------------------
 
-bool is_executable(const fs::path& p) {
-    std::error_code ec;
-    return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
-}
-
-// `given`, else `name` in $PATH (then /usr/bin, /usr/sbin). Throws naming
-// the Debian package.
-std::string find_tool(const std::string& given, const std::string& name, const std::string& option,
-                      const std::string& package) {
-    if (!given.empty()) {
-        if (!is_executable(given))
-            throw std::runtime_error("bench blk: " + option + " " + given +
-                                     ": not an executable file (Debian: `apt-get install " +
-                                     package + "`)");
-        return given;
-    }
-    std::vector<fs::path> dirs;
-    if (const char* path = std::getenv("PATH"); path != nullptr) {
-        std::stringstream in(path);
-        std::string dir;
-        while (std::getline(in, dir, ':'))
-            if (!dir.empty())
-                dirs.emplace_back(dir);
-    }
-    dirs.emplace_back("/usr/bin");
-    dirs.emplace_back("/usr/sbin");
-    for (const fs::path& d : dirs)
-        if (is_executable(d / name))
-            return (d / name).string();
-    throw std::runtime_error("bench blk: " + name +
-                             " not found in PATH: install it with `apt-get install " + package +
-                             "` (tools/install-deps.sh) or pass " + option + " PATH");
-}
-
 // ---- Children -----------------------------------------------------------------------
-
-// Starts a pvkit daemon with `--ready-fd N` and waits for its READY line.
-std::unique_ptr<Service> start_ready(const std::string& name, const std::string& binary,
-                                     std::vector<std::string> args, const fs::path& log) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0)
-        throw_errno("pipe2");
-    UniqueFd ready_rd(fds[0]);
-    UniqueFd ready_wr(fds[1]);
-    args.push_back("--ready-fd");
-    args.push_back(std::to_string(ready_wr.get()));
-    auto svc = std::make_unique<Service>(name, binary, args, log, ready_wr.get());
-    ready_wr.reset();
-    std::string got;
-    const auto deadline = Clock::now() + kStartTimeout;
-    while (got.find('\n') == std::string::npos) {
-        const auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        if (left.count() <= 0)
-            throw std::runtime_error(name + " did not become ready within " +
-                                     std::to_string(kStartTimeout.count() / 1000) + " s");
-        throw_if_interrupted();
-        pollfd pfd{ready_rd.get(), POLLIN, 0};
-        const int r = ::poll(&pfd, 1, static_cast<int>(std::min<long>(left.count(), 100)));
-        if (r < 0 && errno != EINTR)
-            throw_errno("poll");
-        if (r <= 0)
-            continue;
-        char buf[64];
-        const ssize_t n = ::read(ready_rd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            svc->stop(std::chrono::seconds(1));
-            throw std::runtime_error(name + " " + svc->describe_status() +
-                                     " during start-up: " + svc->log_tail());
-        }
-        got.append(buf, static_cast<std::size_t>(n));
-    }
-    if (got != "READY\n")
-        throw std::runtime_error(name + " wrote '" + got + "' on its ready descriptor");
-    return svc;
-}
 
 bool socket_accepts(const fs::path& path) {
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -197,7 +83,7 @@ bool socket_accepts(const fs::path& path) {
 void wait_for_socket(Service& svc, const fs::path& path) {
     const auto deadline = Clock::now() + kStartTimeout;
     while (!socket_accepts(path)) {
-        throw_if_interrupted();
+        throw_if_interrupted("bench blk");
         if (svc.exited())
             throw std::runtime_error(svc.name() + " " + svc.describe_status() +
                                      " during start-up: " + svc.log_tail());
@@ -217,9 +103,9 @@ int run_to_exit(const std::string& name, const std::string& binary,
     Service child(name, binary, args, log);
     const auto deadline = Clock::now() + timeout;
     while (!child.exited()) {
-        if (g_interrupted.load(std::memory_order_relaxed)) {
+        if (interrupted()) {
             child.stop(std::chrono::seconds(2));
-            throw_if_interrupted();
+            throw_if_interrupted("bench blk");
         }
         if (Clock::now() >= deadline) {
             child.stop(std::chrono::seconds(2));
@@ -261,34 +147,6 @@ std::string tool_version(const std::string& binary, const fs::path& dir, const s
 
 // Creates (or overwrites) the image with the pattern, so that reads move
 // real data, and syncs it so O_DIRECT reads find it on the device.
-void prepare_image(const fs::path& path, std::uint64_t size) {
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd.valid())
-        throw_errno("bench blk: open image " + path.string());
-    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
-        throw_errno("bench blk: resize image " + path.string());
-    std::vector<std::byte> chunk(1024 * 1024);
-    for (std::uint64_t at = 0; at < size; at += chunk.size()) {
-        throw_if_interrupted();
-        const std::size_t n =
-            static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), size - at));
-        const std::span<std::byte> part(chunk.data(), n);
-        front::fill_pattern(part, kPatternSeed, at);
-        std::size_t done = 0;
-        while (done < n) {
-            const ssize_t w =
-                ::pwrite(fd.get(), part.data() + done, n - done, static_cast<off_t>(at + done));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                throw_errno("bench blk: write image " + path.string());
-            done += static_cast<std::size_t>(w);
-        }
-    }
-    if (::fdatasync(fd.get()) != 0)
-        throw_errno("bench blk: sync image " + path.string());
-}
-
 std::string fs_type(const fs::path& p) {
     struct statfs s {};
     if (::statfs(p.c_str(), &s) != 0)
@@ -577,28 +435,41 @@ std::string fmt(double v, int precision) {
 
 } // namespace
 
+void prepare_bench_image(const fs::path& path, std::uint64_t size, const std::string& suite) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd.valid())
+        throw_errno(suite + ": open image " + path.string());
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
+        throw_errno(suite + ": resize image " + path.string());
+    std::vector<std::byte> chunk(1024 * 1024);
+    for (std::uint64_t at = 0; at < size; at += chunk.size()) {
+        throw_if_interrupted(suite);
+        const std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), size - at));
+        const std::span<std::byte> part(chunk.data(), n);
+        front::fill_pattern(part, kPatternSeed, at);
+        std::size_t done = 0;
+        while (done < n) {
+            const ssize_t w =
+                ::pwrite(fd.get(), part.data() + done, n - done, static_cast<off_t>(at + done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                throw_errno(suite + ": write image " + path.string());
+            done += static_cast<std::size_t>(w);
+        }
+    }
+    if (::fdatasync(fd.get()) != 0)
+        throw_errno(suite + ": sync image " + path.string());
+}
+
 std::string find_blkback_binary(const std::string& given) {
-    if (!given.empty()) {
-        if (!is_executable(given))
-            throw std::runtime_error("--blkback-binary " + given + ": not an executable file");
-        return given;
-    }
-    std::vector<fs::path> candidates;
-    std::error_code ec;
-    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec)
-        candidates.push_back(self.parent_path() / "pvkit-blkback");
+    std::vector<std::string> build_paths;
 #ifdef PVKIT_BLKBACK_BUILD_PATH
-    candidates.emplace_back(PVKIT_BLKBACK_BUILD_PATH);
+    build_paths.emplace_back(PVKIT_BLKBACK_BUILD_PATH);
 #endif
-    std::string tried;
-    for (const fs::path& p : candidates) {
-        if (is_executable(p))
-            return p.string();
-        tried += (tried.empty() ? "" : ", ") + p.string();
-    }
-    throw std::runtime_error("bench blk: cannot find pvkit-blkback (looked at " + tried +
-                             "); build the pvkit-blkback target or pass --blkback-binary PATH");
+    return find_pvkit_program(given, "pvkit-blkback", "--blkback-binary",
+                              {"../backend-drivers/blkback"}, build_paths);
 }
 
 BenchReport run_blk_bench(const BlkBenchOptions& opt) {
@@ -614,8 +485,8 @@ BenchReport run_blk_bench(const BlkBenchOptions& opt) {
                          [&](const Figure& f) { return f.name == name; }))
             throw std::invalid_argument("bench blk: --figures: unknown figure '" + name + "'");
     // Programs first: a missing package is one line before anything starts.
-    const std::string fio = find_tool(opt.fio_binary, "fio", "--fio-binary", "fio");
-    const std::string nbdkit = find_tool(opt.nbdkit_binary, "nbdkit", "--nbdkit-binary", "nbdkit");
+    const std::string fio = find_system_tool(opt.fio_binary, "fio", "--fio-binary", "fio");
+    const std::string nbdkit = find_system_tool(opt.nbdkit_binary, "nbdkit", "--nbdkit-binary", "nbdkit");
     const std::string stored_binary = find_store_binary(opt.store_binary);
     const std::string blkback_binary = find_blkback_binary(opt.blkback_binary);
 
@@ -631,7 +502,7 @@ BenchReport run_blk_bench(const BlkBenchOptions& opt) {
             throw std::runtime_error("bench blk: --image " + image.string() +
                                      ": not a regular file");
     }
-    prepare_image(image, opt.size);
+    prepare_bench_image(image, opt.size, "bench blk");
 
     const std::string store_socket = (dir.path() / "stored.sock").string();
     const std::string handoff_socket = (dir.path() / "blkback.sock").string();
@@ -639,7 +510,7 @@ BenchReport run_blk_bench(const BlkBenchOptions& opt) {
     auto stored = start_ready("pvkit-stored", stored_binary,
                               {"--foreground", "--socket", store_socket, "--data-dir",
                                (dir.path() / "store-data").string()},
-                              dir.path() / "stored.log");
+                              dir.path() / "stored.log", kStartTimeout);
     std::vector<std::string> blkback_args = {"--store-socket",      store_socket,
                                              "--handoff-socket",    handoff_socket,
                                              "--stats-interval-ms", "1"};
@@ -649,7 +520,7 @@ BenchReport run_blk_bench(const BlkBenchOptions& opt) {
         blkback_args.insert(blkback_args.end(),
                             {"--spin-us", std::to_string(*opt.blkback_spin_us)});
     auto blkback =
-        start_ready("pvkit-blkback", blkback_binary, blkback_args, dir.path() / "blkback.log");
+        start_ready("pvkit-blkback", blkback_binary, blkback_args, dir.path() / "blkback.log", kStartTimeout);
     std::vector<std::string> nbdkit_args = {"--foreground",
                                             "--unix",
                                             nbd_socket.string(),
@@ -715,7 +586,7 @@ BenchReport run_blk_bench(const BlkBenchOptions& opt) {
             // so a migration of our vCPUs hits them alike; who goes first
             // rotates between rounds.
             for (int k = 0; k < 3; ++k) {
-                throw_if_interrupted();
+                throw_if_interrupted("bench blk");
                 switch ((k + round) % 3) {
                 case 0:
                     s.pv.push_back(run_pv(*dev, stats, f, opt.size, opt.seconds,
@@ -738,7 +609,7 @@ BenchReport run_blk_bench(const BlkBenchOptions& opt) {
             }
         }
     }
-    throw_if_interrupted();
+    throw_if_interrupted("bench blk");
 
     const front::BlkInfo info = dev->info();
     dev->detach();

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,6 +50,11 @@ struct BlkBenchOptions {
 // to the running pvkit, else the path the build recorded. Throws with a
 // message naming --blkback-binary if none is executable.
 [[nodiscard]] std::string find_blkback_binary(const std::string& given);
+
+// Creates or resizes `path` to `size` bytes and fills it with a pattern,
+// so that reads hit real data (not holes); synced. Errors name `suite`.
+void prepare_bench_image(const std::filesystem::path& path, std::uint64_t size,
+                         const std::string& suite);
 
 // Throws (one line, naming the package to install or the option to pass)
 // if a program cannot be found or started, or an I/O fails.

@@ -3,11 +3,13 @@
 // benchmark that fails half-way leaves no process and no directory behind.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,9 @@ public:
     void stop(std::chrono::milliseconds grace);
     // The last `max_bytes` of the log, for error messages ("" if empty).
     [[nodiscard]] std::string log_tail(std::size_t max_bytes = 600) const;
+    // The exit status once it exited normally; -1 while running or if a
+    // signal killed it.
+    [[nodiscard]] int exit_status() const;
     // "exited with status 1", "killed by signal 9", "running".
     [[nodiscard]] std::string describe_status() const;
 
@@ -65,6 +70,55 @@ private:
     int m_status = 0;
     bool m_reaped = false;
 };
+
+// Starts a pvkit daemon (pvkit-stored, pvkit-blkback) with `--ready-fd N`
+// appended to `args` and waits for the READY line it writes once it
+// serves. Throws with the daemon's log tail if it exits first, and if it
+// is not ready within `timeout` or the benchmark is interrupted.
+[[nodiscard]] std::unique_ptr<Service> start_ready(std::string name, const std::string& binary,
+                                                   std::vector<std::string> args,
+                                                   const std::filesystem::path& log,
+                                                   std::chrono::milliseconds timeout);
+
+// ---- Finding programs -------------------------------------------------------
+
+[[nodiscard]] bool is_executable(const std::filesystem::path& p);
+
+// One of pvkit's own programs: `given` (from `option`) if not empty, else
+// `name` next to the running pvkit or in one of `beside` (directories
+// relative to it), else each of `build_paths` (where the build put it).
+// Throws naming `option` if none is executable.
+[[nodiscard]] std::string find_pvkit_program(const std::string& given, const std::string& name,
+                                             const std::string& option,
+                                             const std::vector<std::string>& beside,
+                                             const std::vector<std::string>& build_paths);
+
+// A system program: `given` if not empty, else `name` in $PATH, /usr/bin,
+// /usr/sbin. Throws naming the Debian package to install.
+[[nodiscard]] std::string find_system_tool(const std::string& given, const std::string& name,
+                                           const std::string& option, const std::string& package);
+
+// ---- Interrupts -------------------------------------------------------------
+
+// While one exists, SIGINT and SIGTERM only set a flag: the running
+// measurement finishes, then the benchmark's error path stops its children
+// and removes its files (interrupted() / throw_if_interrupted()). The old
+// handlers come back on destruction. One at a time.
+class InterruptGuard {
+public:
+    InterruptGuard();
+    InterruptGuard(const InterruptGuard&) = delete;
+    InterruptGuard& operator=(const InterruptGuard&) = delete;
+    ~InterruptGuard();
+
+private:
+    struct sigaction m_old_int {};
+    struct sigaction m_old_term {};
+};
+
+[[nodiscard]] bool interrupted();
+// Throws "<suite>: interrupted" if a signal came.
+void throw_if_interrupted(const std::string& suite);
 
 // A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked
 // it). `count` distinct ports at once.

@@ -61,42 +61,9 @@ constexpr const char* kWritePrefix = "/bench/write";
 constexpr const char* kWatchPath = "/bench/watch";
 constexpr const char* kWatchToken = "bench";
 
-// Set by SIGINT/SIGTERM while the benchmark runs: measurements stop, the
+// SIGINT/SIGTERM (InterruptGuard, service.hpp) stop the measurements; the
 // error path stops the daemons and removes the scratch directory (etcd
-// alone leaves a 64 MiB preallocated WAL there). Lock-free, so a signal
-// handler may store it.
-std::atomic<bool> g_interrupted{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
-
-extern "C" void on_interrupt(int) { g_interrupted.store(true, std::memory_order_relaxed); }
-
-void throw_if_interrupted() {
-    if (g_interrupted.load(std::memory_order_relaxed))
-        throw std::runtime_error("bench store: interrupted");
-}
-
-// Catches SIGINT and SIGTERM for its lifetime, then restores what was there.
-class InterruptGuard {
-public:
-    InterruptGuard() {
-        g_interrupted.store(false);
-        struct sigaction sa {};
-        sa.sa_handler = on_interrupt;
-        sigemptyset(&sa.sa_mask);
-        ::sigaction(SIGINT, &sa, &m_old_int);
-        ::sigaction(SIGTERM, &sa, &m_old_term);
-    }
-    InterruptGuard(const InterruptGuard&) = delete;
-    InterruptGuard& operator=(const InterruptGuard&) = delete;
-    ~InterruptGuard() {
-        ::sigaction(SIGINT, &m_old_int, nullptr);
-        ::sigaction(SIGTERM, &m_old_term, nullptr);
-    }
-
-private:
-    struct sigaction m_old_int {};
-    struct sigaction m_old_term {};
-};
+// alone leaves a 64 MiB preallocated WAL there).
 
 // pvkit-stored's default --fsync policy as docs/store.md documents it. The
 // benchmark runs the daemon without the option (so it really measures the
@@ -313,53 +280,11 @@ std::unique_ptr<Service> start_stored(const std::string& binary, const fs::path&
                                       const std::vector<std::string>& extra,
                                       std::string& socket_out) {
     socket_out = (dir / (name + ".sock")).string();
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0)
-        throw_errno("pipe2");
-    UniqueFd ready_rd(fds[0]);
-    UniqueFd ready_wr(fds[1]);
-    std::vector<std::string> args = {"--foreground",
-                                     "--socket",
-                                     socket_out,
-                                     "--data-dir",
-                                     (dir / (name + "-data")).string(),
-                                     "--ready-fd",
-                                     std::to_string(ready_wr.get())};
+    std::vector<std::string> args = {"--foreground", "--socket", socket_out, "--data-dir",
+                                     (dir / (name + "-data")).string()};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto svc = std::make_unique<Service>("pvkit-stored (" + name + ")", binary, args,
-                                         dir / (name + ".log"), ready_wr.get());
-    ready_wr.reset();
-
-    // The daemon writes READY\n once clients can connect; end of file
-    // before that means it died.
-    std::string got;
-    auto deadline = Clock::now() + kTimeout;
-    while (got.find('\n') == std::string::npos) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        if (left.count() <= 0)
-            throw std::runtime_error(svc->name() + " did not become ready within " +
-                                     std::to_string(kTimeout.count() / 1000) + " s");
-        throw_if_interrupted();
-        pollfd pfd{ready_rd.get(), POLLIN, 0};
-        int r = ::poll(&pfd, 1, static_cast<int>(left.count()));
-        if (r < 0 && errno != EINTR)
-            throw_errno("poll");
-        if (r <= 0)
-            continue;
-        char buf[64];
-        ssize_t n = ::read(ready_rd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            svc->stop(std::chrono::seconds(1));
-            throw std::runtime_error(svc->name() + " " + svc->describe_status() +
-                                     " during start-up: " + svc->log_tail());
-        }
-        got.append(buf, static_cast<std::size_t>(n));
-    }
-    if (got != "READY\n")
-        throw std::runtime_error(svc->name() + " wrote '" + got + "' on its ready descriptor");
-    return svc;
+    return start_ready("pvkit-stored (" + name + ")", binary, std::move(args),
+                       dir / (name + ".log"), kTimeout);
 }
 
 struct EtcdServer {
@@ -400,7 +325,7 @@ EtcdServer start_etcd(const std::string& binary, const fs::path& dir) {
         auto deadline = Clock::now() + kTimeout;
         bool exited = false;
         while (Clock::now() < deadline) {
-            throw_if_interrupted();
+            throw_if_interrupted("bench store");
             if (s.service->exited()) {
                 exited = true;
                 break;
@@ -504,7 +429,7 @@ ClientsRun run_clients(int clients, const Limits& limits, const OpFactory& make_
                 const Clock::time_point deadline = start + limits.max_time;
                 std::uint64_t i = 0;
                 while (i < limits.ops && !stop.load(std::memory_order_relaxed) &&
-                       !g_interrupted.load(std::memory_order_relaxed)) {
+                       !interrupted()) {
                     op(i);
                     ++i;
                     if (Clock::now() >= deadline)
@@ -526,7 +451,7 @@ ClientsRun run_clients(int clients, const Limits& limits, const OpFactory& make_
     go.notify_all();
     for (std::thread& t : threads)
         t.join();
-    throw_if_interrupted();
+    throw_if_interrupted("bench store");
 
     ClientsRun run;
     run.start = start;
@@ -592,7 +517,7 @@ double measure_watch(Target& target, int writers, const Dataset& d, const Limits
             std::optional<Clock::time_point> give_up;
             for (;;) {
                 if (abandon.load(std::memory_order_relaxed) ||
-                    g_interrupted.load(std::memory_order_relaxed))
+                    interrupted())
                     return;
                 std::uint64_t want = expected.load(std::memory_order_acquire);
                 if (want != kUnknown) {
@@ -629,7 +554,7 @@ double measure_watch(Target& target, int writers, const Dataset& d, const Limits
     }
     expected.store(run.ops, std::memory_order_release);
     watch_thread.join();
-    throw_if_interrupted();
+    throw_if_interrupted("bench store");
     if (!error.empty())
         throw std::runtime_error(error);
     // Both stores send exactly one event per write to a watcher above it;
@@ -686,33 +611,11 @@ std::string clients_text(const Workload& w) {
 } // namespace
 
 std::string find_store_binary(const std::string& given) {
-    auto executable = [](const fs::path& p) {
-        std::error_code ec;
-        return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
-    };
-    if (!given.empty()) {
-        if (!executable(given))
-            throw std::runtime_error("--store-binary " + given + ": not an executable file");
-        return given;
-    }
-    std::vector<fs::path> candidates;
-    std::error_code ec;
-    fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) {
-        candidates.push_back(self.parent_path() / "pvkit-stored");
-        candidates.push_back(self.parent_path() / "store" / "pvkit-stored");
-    }
+    std::vector<std::string> build_paths;
 #ifdef PVKIT_STORED_BUILD_PATH
-    candidates.emplace_back(PVKIT_STORED_BUILD_PATH);
+    build_paths.emplace_back(PVKIT_STORED_BUILD_PATH);
 #endif
-    std::string tried;
-    for (const fs::path& p : candidates) {
-        if (executable(p))
-            return p.string();
-        tried += (tried.empty() ? "" : ", ") + p.string();
-    }
-    throw std::runtime_error("bench store: cannot find pvkit-stored (looked at " + tried +
-                             "); build the pvkit-stored target or pass --store-binary PATH");
+    return find_pvkit_program(given, "pvkit-stored", "--store-binary", {"store"}, build_paths);
 }
 
 BenchReport run_store_bench(const StoreBenchOptions& opt) {
