@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,8 +27,9 @@ const char* to_string(ConnectError e) {
 }
 
 Result<std::unique_ptr<Connection>, ConnectFailure>
-Connection::create(std::unique_ptr<GrantPool> pool, EventChannel channel, std::span<const GrantRef> ring_refs,
-                   const DeviceLimits& limits, int image_fd, std::uint32_t serial, DeviceCounters& counters) {
+Connection::create(std::unique_ptr<GrantPool> pool, EventChannel channel,
+                   std::span<const GrantRef> ring_refs, const DeviceLimits& limits, int image_fd,
+                   std::uint32_t serial, DeviceCounters& counters, ConnectionOptions options) {
     auto mapper = std::make_unique<GrantMapper>(*pool, PVKIT_DOMID_HOST);
     auto mapped = map_ring(*mapper, ring_refs);
     if (!mapped)
@@ -35,19 +37,19 @@ Connection::create(std::unique_ptr<GrantPool> pool, EventChannel channel, std::s
     auto ring = BlkBackRing::attach(mapped->bytes);
     if (!ring)
         return Unexpected{ConnectFailure{ConnectError::kRingGeometry, GrantError::kOutOfRange}};
-    return std::unique_ptr<Connection>(new Connection(std::move(pool), std::move(mapper),
-                                                      std::move(mapped.value()), std::move(ring.value()),
-                                                      std::move(channel), limits, image_fd, serial,
-                                                      counters));
+    return std::unique_ptr<Connection>(new Connection(
+        std::move(pool), std::move(mapper), std::move(mapped.value()), std::move(ring.value()),
+        std::move(channel), limits, image_fd, serial, counters, options));
 }
 
 Connection::Connection(std::unique_ptr<GrantPool> pool, std::unique_ptr<GrantMapper> mapper,
                        RingMapping ring_mapping, BlkBackRing ring, EventChannel channel,
                        const DeviceLimits& limits, int image_fd, std::uint32_t serial,
-                       DeviceCounters& counters)
+                       DeviceCounters& counters, ConnectionOptions options)
     : m_pool(std::move(pool)), m_mapper(std::move(mapper)), m_ring_mapping(std::move(ring_mapping)),
-      m_ring(std::move(ring)), m_channel(std::move(channel)), m_limits(limits), m_image_fd(image_fd),
-      m_serial(serial), m_counters(counters), m_ops(m_ring.nr_ents()) {
+      m_ring(std::move(ring)), m_channel(std::move(channel)), m_limits(limits),
+      m_image_fd(image_fd), m_serial(serial), m_counters(counters), m_ops(m_ring.nr_ents()),
+      m_options(options) {
     m_free_ops.reserve(m_ops.size());
     for (std::size_t i = m_ops.size(); i > 0; --i)
         m_free_ops.push_back(static_cast<std::uint32_t>(i - 1));
@@ -76,6 +78,15 @@ std::uint32_t Connection::final_check() {
         return 0;
     auto n = m_ring.final_check();
     return n ? *n : 0;
+}
+
+void Connection::disarm() {
+    if (!consuming())
+        return;
+    pvkit_back_ring& r = m_ring.raw();
+    // req_cons <= the frontend's last published req_prod, so req_event =
+    // req_cons is never in (old req_prod, new req_prod]: no kick.
+    PVKIT_RING_STORE_ONCE(&r.sring->req_event, r.req_cons);
 }
 
 std::uint32_t Connection::service(IoRing& io, std::uint32_t budget) {
@@ -237,7 +248,30 @@ void Connection::handle_slot(const pvkit_blkif_sring_entry& slot, IoRing& io) {
     if (req.indirect)
         ++m_counters.requests_indirect;
     ++m_ops_in_flight;
-    queue_op(slot_index, io);
+    if (req.op == BlkOp::kWrite && m_options.inline_writes)
+        write_inline(slot_index);
+    else if (req.op == BlkOp::kRead && m_options.inline_reads)
+        read_inline(slot_index, io);
+    else
+        queue_op(slot_index, io);
+}
+
+void Connection::write_inline(std::uint32_t slot) {
+    IoOp& op = m_ops[slot];
+    for (;;) {
+        const std::uint64_t pos = op.offset + op.done;
+        const auto nr_iov = static_cast<int>(op.iov.size() - op.first_iov);
+        // A buffered write into the page cache: no worker thread, no
+        // completion to wait for. pos < image size, which was an off_t.
+        ssize_t r =
+            ::pwritev(m_image_fd, op.iov.data() + op.first_iov, nr_iov, static_cast<off_t>(pos));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (account(slot, r < 0 ? -static_cast<std::int64_t>(errno) : static_cast<std::int64_t>(r)))
+            break;
+    }
+    // Publish at once, so the frontend can refill while the next one is written.
+    flush_responses();
 }
 
 void Connection::queue_op(std::uint32_t slot, IoRing& io) {
@@ -273,14 +307,41 @@ void Connection::queue_op(std::uint32_t slot, IoRing& io) {
     io_uring_sqe_set_data64(sqe, (std::uint64_t{m_serial} << 32) | slot);
 }
 
+void Connection::read_inline(std::uint32_t slot, IoRing& io) {
+    IoOp& op = m_ops[slot];
+    ssize_t r;
+    do {
+        r = ::preadv2(m_image_fd, op.iov.data() + op.first_iov,
+                      static_cast<int>(op.iov.size() - op.first_iov),
+                      static_cast<off_t>(op.offset + op.done), RWF_NOWAIT);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) {
+        // Not (all) in the page cache: io_uring waits for it. A file that
+        // cannot do RWF_NOWAIT at all is not asked again.
+        if (errno == EOPNOTSUPP)
+            m_options.inline_reads = false;
+        queue_op(slot, io);
+        return;
+    }
+    if (account(slot, r < 0 ? -static_cast<std::int64_t>(errno) : static_cast<std::int64_t>(r)))
+        flush_responses();
+    else
+        queue_op(slot, io); // the rest of a short read
+}
+
 void Connection::complete(std::uint32_t slot, std::int32_t res, IoRing& io) {
     if (slot >= m_ops.size() || !m_ops[slot].busy)
         return; // not ours: the kernel echoes user_data, this cannot happen
+    if (!account(slot, res))
+        queue_op(slot, io);
+}
+
+bool Connection::account(std::uint32_t slot, std::int64_t res) {
     IoOp& op = m_ops[slot];
     if (res < 0) {
         m_counters.count_error(RequestError::kIoError);
         finish(slot, PVKIT_BLKIF_RSP_ERROR);
-        return;
+        return true;
     }
     if (op.op == BlkOp::kRead || op.op == BlkOp::kWrite) {
         auto got = static_cast<std::uint64_t>(res);
@@ -293,7 +354,7 @@ void Connection::complete(std::uint32_t slot, std::int32_t res, IoRing& io) {
             if (got == 0 || ++op.resubmits > kMaxResubmits) {
                 m_counters.count_error(RequestError::kIoError);
                 finish(slot, PVKIT_BLKIF_RSP_ERROR);
-                return;
+                return true;
             }
             while (got > 0 && op.first_iov < op.iov.size()) {
                 iovec& v = op.iov[op.first_iov];
@@ -306,8 +367,7 @@ void Connection::complete(std::uint32_t slot, std::int32_t res, IoRing& io) {
                     got = 0;
                 }
             }
-            queue_op(slot, io);
-            return;
+            return false;
         }
         if (op.op == BlkOp::kRead)
             m_counters.bytes_read += op.length;
@@ -315,6 +375,7 @@ void Connection::complete(std::uint32_t slot, std::int32_t res, IoRing& io) {
             m_counters.bytes_written += op.length;
     }
     finish(slot, PVKIT_BLKIF_RSP_OKAY);
+    return true;
 }
 
 void Connection::finish(std::uint32_t slot, std::int16_t status) {

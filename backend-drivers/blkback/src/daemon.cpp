@@ -54,6 +54,11 @@ constexpr int kTransactionRetries = 16; // docs/handshake.md, ordering rule 3
 constexpr std::size_t kMaxHandoffClients = 32;
 constexpr std::chrono::seconds kHandoffClientTimeout{5};
 constexpr std::chrono::milliseconds kTick{200};
+// The data path spins at most this long before going through epoll_wait
+// once (docs/blkback.md, "Event loop").
+constexpr std::chrono::milliseconds kMaxSpinRun{1};
+// Consume/submit rounds of one run_data_path() at most.
+constexpr unsigned kMaxRounds = 64;
 
 // epoll data: the kind in the top byte, an id below.
 enum class Source : std::uint8_t { kStore = 1, kListen, kHandoffClient, kDevice, kIo, kSignal, kTimer };
@@ -235,6 +240,7 @@ private:
     // ---- data path ----------------------------------------------------------
     bool run_data_path();
     bool reap_completions();
+    void flush_all_responses();
     std::uint32_t ops_in_flight() const;
     bool any_work_pending();
     void epoll_add(int fd, std::uint64_t t);
@@ -748,7 +754,9 @@ void Daemon::Impl::connect(Device& dev) {
     dev.handoff.reset();
     const std::uint32_t serial = m_next_serial++;
     auto conn = Connection::create(std::move(h.pool), std::move(h.channel), refs, dev.limits,
-                                   dev.image->fd(), serial, dev.counters);
+                                   dev.image->fd(), serial, dev.counters,
+                                   ConnectionOptions{m_options.inline_writes && !m_options.direct,
+                                                     m_options.inline_reads && !m_options.direct});
     if (!conn)
         return fail(std::string(to_string(conn.error().error)) + ": " + to_string(conn.error().grant_error));
     dev.conn = std::move(conn.value());
@@ -1083,39 +1091,57 @@ bool Daemon::Impl::reap_completions() {
     return any;
 }
 
-// One pass: completions first (they free budget and produce responses),
-// then one consume per device, one submit for everything, then responses
-// published once per device. Returns whether anything happened.
+// One pass: completions first (they free budget and produce responses,
+// published at once), then rounds of: consume up to `submit_chunk` requests
+// per device, one submit for everything queued, reap what completed during
+// the submit and publish those responses, until the rings are empty. The
+// chunks let a frontend refill its ring while the backend still works on
+// the rest (cached reads complete inside io_uring_submit). Returns whether
+// anything happened.
 bool Daemon::Impl::run_data_path() {
     bool busy = reap_completions();
+    if (busy)
+        flush_all_responses();
     const std::uint32_t capacity = m_io->capacity();
-    std::uint32_t in_flight = ops_in_flight();
-    for (auto& [serial, dev] : m_by_serial) {
-        Connection& c = *dev->conn;
-        // A halt found by pending() or final_check() is handled here too.
-        if (c.halted() && dev->phase == Phase::kConnected)
-            dev->dirty = true;
-        if (!c.consuming())
-            continue;
-        const std::uint32_t budget = in_flight < capacity ? capacity - in_flight : 0;
-        const std::uint32_t before = c.ops_in_flight();
-        std::uint32_t n = c.service(*m_io, budget);
-        in_flight += c.ops_in_flight() - before;
-        if (n > 0)
-            busy = true;
-        if (c.halted())
-            dev->dirty = true;
+    const std::uint32_t chunk = m_options.submit_chunk == 0 ? capacity : m_options.submit_chunk;
+    for (unsigned round = 0; round < kMaxRounds; ++round) {
+        bool consumed = false;
+        std::uint32_t in_flight = ops_in_flight();
+        for (auto& [serial, dev] : m_by_serial) {
+            Connection& c = *dev->conn;
+            // A halt found by pending() or final_check() is handled here too.
+            if (c.halted() && dev->phase == Phase::kConnected)
+                dev->dirty = true;
+            if (!c.consuming())
+                continue;
+            const std::uint32_t budget =
+                std::min(in_flight < capacity ? capacity - in_flight : 0, chunk);
+            const std::uint32_t before = c.ops_in_flight();
+            std::uint32_t n = c.service(*m_io, budget);
+            in_flight += c.ops_in_flight() - before;
+            if (n > 0)
+                consumed = true;
+            if (c.halted())
+                dev->dirty = true;
+        }
+        if (m_io->queued() > 0) {
+            int r = m_io->submit();
+            if (r < 0)
+                std::fprintf(stderr, "pvkit-blkback: io_uring_submit: %s\n", std::strerror(-r));
+        }
+        // Buffered I/O often completes during submit: answer it in this round.
+        if (reap_completions() || consumed)
+            flush_all_responses();
+        if (!consumed)
+            break;
+        busy = true;
     }
-    if (m_io->queued() > 0) {
-        int r = m_io->submit();
-        if (r < 0)
-            std::fprintf(stderr, "pvkit-blkback: io_uring_submit: %s\n", std::strerror(-r));
-    }
-    // Buffered I/O often completes during submit: answer it in this pass.
-    busy = reap_completions() || busy;
+    return busy;
+}
+
+void Daemon::Impl::flush_all_responses() {
     for (auto& [serial, dev] : m_by_serial)
         dev->conn->flush_responses();
-    return busy;
 }
 
 bool Daemon::Impl::any_work_pending() {
@@ -1209,8 +1235,15 @@ int Daemon::Impl::run() {
         bool busy = run_data_path();
         if (busy && m_options.spin.count() > 0) {
             SpinDeadline deadline(m_options.spin);
+            // A frontend that keeps its ring busy must not starve the rest
+            // of the loop (store events, hand-offs, signals): go through
+            // epoll_wait (without sleeping while there is work) at least
+            // every kMaxSpinRun.
+            SpinDeadline run_limit(kMaxSpinRun);
             while (!deadline.expired()) {
                 if (any_work_pending()) {
+                    if (run_limit.expired())
+                        break;
                     run_data_path();
                     deadline = SpinDeadline(m_options.spin);
                 } else {
@@ -1237,6 +1270,9 @@ int Daemon::Impl::run() {
             m_exit_status = 1;
             break;
         }
+        // Awake again: while we poll, the frontends need not kick us.
+        for (auto& [serial, dev] : m_by_serial)
+            dev->conn->disarm();
         for (int i = 0; i < n; ++i) {
             const std::uint64_t t = events[static_cast<std::size_t>(i)].data.u64;
             switch (tag_source(t)) {

@@ -19,9 +19,21 @@ int main(int argc, char** argv) {
                    "SOCK_SEQPACKET socket on which frontends hand over their grant pool and eventfds")
         ->capture_default_str();
     app.add_flag("--direct", options.direct, "open images with O_DIRECT (bypass the host page cache)");
+    bool uring_writes = false;
+    app.add_flag(
+        "--uring-writes", uring_writes,
+        "buffered images: submit WRITEs to io_uring instead of writing them in the event loop");
+    bool uring_reads = false;
+    app.add_flag("--uring-reads", uring_reads,
+                 "buffered images: submit READs to io_uring instead of reading the page cache in "
+                 "the event loop");
     app.add_option("--ready-fd", options.ready_fd, "write READY to this descriptor once serving");
     app.add_option("--spin-us", spin_us, "poll rings this many microseconds before sleeping")
         ->check(CLI::Range(0LL, 1000000LL))
+        ->capture_default_str();
+    app.add_option("--submit-chunk", options.submit_chunk,
+                   "requests consumed per device before each io_uring submit (0: the whole ring)")
+        ->check(CLI::Range(0u, 4096u))
         ->capture_default_str();
     app.add_option("--close-timeout-ms", close_ms, "longest wait for a frontend to finish closing")
         ->check(CLI::Range(1LL, 3600000LL))
@@ -48,6 +60,8 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
+    options.inline_writes = !uring_writes;
+    options.inline_reads = !uring_reads;
     options.spin = std::chrono::microseconds(spin_us);
     options.close_timeout = std::chrono::milliseconds(close_ms);
     options.stats_interval = std::chrono::milliseconds(stats_ms);

@@ -40,14 +40,25 @@ struct ConnectFailure {
     GrantError grant_error = GrantError::kBadRef;
 };
 
+// How a connection does its I/O (docs/blkback.md, "Performance").
+struct ConnectionOptions {
+    // Buffered image: WRITE with pwritev in the calling thread instead of
+    // io_uring (ext4 hands buffered io_uring writes to a worker thread).
+    bool inline_writes = false;
+    // Buffered image: READ with preadv2(RWF_NOWAIT) in the calling thread
+    // first; what is not in the page cache goes to io_uring.
+    bool inline_reads = false;
+};
+
 class Connection {
 public:
     // Maps the ring through a GrantMapper for domain 0 over `pool` and
     // attaches the back ring. `serial` names this connection in io_uring
     // user_data; it must be unique within the daemon.
     static Result<std::unique_ptr<Connection>, ConnectFailure>
-    create(std::unique_ptr<GrantPool> pool, EventChannel channel, std::span<const GrantRef> ring_refs,
-           const DeviceLimits& limits, int image_fd, std::uint32_t serial, DeviceCounters& counters);
+    create(std::unique_ptr<GrantPool> pool, EventChannel channel,
+           std::span<const GrantRef> ring_refs, const DeviceLimits& limits, int image_fd,
+           std::uint32_t serial, DeviceCounters& counters, ConnectionOptions options = {});
 
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -70,6 +81,11 @@ public:
     [[nodiscard]] std::uint32_t pending();
     // Arms req_event and looks once more: the final check before sleeping.
     [[nodiscard]] std::uint32_t final_check();
+    // Disarms req_event (sets it to req_cons, which the frontend's
+    // "notify iff req_event in (old, new]" check can never hit): called once
+    // the backend is awake again, so a frontend publishing while the backend
+    // polls does not kick it. final_check() arms it again before sleeping.
+    void disarm();
 
     // One completion for op `slot` with result `res`; may resubmit the rest
     // of a short transfer on `io`.
@@ -105,15 +121,24 @@ private:
         std::uint32_t resubmits = 0;
     };
 
-    Connection(std::unique_ptr<GrantPool> pool, std::unique_ptr<GrantMapper> mapper, RingMapping ring_mapping,
-               BlkBackRing ring, EventChannel channel, const DeviceLimits& limits, int image_fd,
-               std::uint32_t serial, DeviceCounters& counters);
+    Connection(std::unique_ptr<GrantPool> pool, std::unique_ptr<GrantMapper> mapper,
+               RingMapping ring_mapping, BlkBackRing ring, EventChannel channel,
+               const DeviceLimits& limits, int image_fd, std::uint32_t serial,
+               DeviceCounters& counters, ConnectionOptions options);
 
     void handle_slot(const pvkit_blkif_sring_entry& slot, IoRing& io);
     // Maps the request's data pages into `op`; on failure nothing stays mapped.
     Result<void, RequestError> map_segments(const BlkRequest& req, IoOp& op);
     Result<void, RequestError> load_indirect_segments(const BlkRequest& req);
     void queue_op(std::uint32_t slot, IoRing& io);
+    // Does the WRITE in `slot` with pwritev now and answers it.
+    void write_inline(std::uint32_t slot);
+    // Tries the READ in `slot` with preadv2(RWF_NOWAIT); what would block
+    // (or is left of a short read) goes to `io`.
+    void read_inline(std::uint32_t slot, IoRing& io);
+    // Applies `res` bytes (or -errno) to `slot`; true when the op is finished
+    // (answered), false when a short transfer must be resumed.
+    bool account(std::uint32_t slot, std::int64_t res);
     void finish(std::uint32_t slot, std::int16_t status);
     void respond(std::uint64_t id, std::uint8_t operation, std::int16_t status);
     void reject(std::uint64_t id, std::uint8_t operation, RequestError e);
@@ -135,6 +160,7 @@ private:
     std::vector<pvkit_blkif_segment> m_indirect_segs; // private copy of indirect pages
     bool m_consuming = true;
     bool m_responses_dirty = false;
+    ConnectionOptions m_options;
 };
 
 } // namespace pvkit::blkback

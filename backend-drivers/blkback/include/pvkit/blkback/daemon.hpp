@@ -26,6 +26,9 @@ struct DaemonOptions {
     std::chrono::milliseconds close_timeout{5000};     // longest wait for a frontend to close
     std::chrono::milliseconds stats_interval{1000};    // statistics/ at most this often
     DaemonCaps caps;
+    bool inline_writes = true; // buffered images: WRITE with pwritev in the loop, not io_uring
+    bool inline_reads = true;  // buffered images: READ with preadv2(RWF_NOWAIT) in the loop first
+    std::uint32_t submit_chunk = 0; // requests consumed per device before each submit (0: all)
     bool json_stats = false; // SIGUSR1 and exit print JSON on stdout instead of text on stderr
     unsigned sq_entries = 256;
     unsigned cq_entries = 4096; // bounds the I/O operations in flight
