@@ -11,6 +11,7 @@
 #include "bench/ring_bench.hpp"
 #include "bench/store_bench.hpp"
 #include "commands.hpp"
+#include "size_arg.hpp"
 
 namespace pvkit::cli {
 
@@ -102,34 +103,6 @@ void add_bench_store(CLI::App& bench, Context& ctx) {
     });
 }
 
-// "256M", "1G", "4096" (powers of 1024). Throws naming the option.
-std::uint64_t parse_bench_size(const std::string& option, const std::string& text) {
-    std::size_t used = 0;
-    std::uint64_t value = 0;
-    try {
-        if (text.empty() || text[0] == '-')
-            throw std::invalid_argument("sign");
-        value = std::stoull(text, &used, 10);
-    } catch (const std::exception&) {
-        throw std::runtime_error(option + ": expected a size such as 256M or 1G, got '" + text +
-                                 "'");
-    }
-    const std::string suffix = text.substr(used);
-    std::uint64_t unit = 1;
-    if (suffix == "k" || suffix == "K")
-        unit = 1024;
-    else if (suffix == "m" || suffix == "M")
-        unit = 1024 * 1024;
-    else if (suffix == "g" || suffix == "G")
-        unit = 1024ull * 1024 * 1024;
-    else if (!suffix.empty())
-        throw std::runtime_error(option + ": unknown unit '" + suffix + "' in '" + text +
-                                 "' (k, M or G)");
-    if (value > UINT64_MAX / unit)
-        throw std::runtime_error(option + ": " + text + " is too large");
-    return value * unit;
-}
-
 void add_bench_blk(CLI::App& bench, Context& ctx) {
     auto* cmd = bench.add_subcommand(
         "blk",
@@ -184,7 +157,7 @@ void add_bench_blk(CLI::App& bench, Context& ctx) {
                     "nbdkit to run (default: nbdkit in PATH; Debian: nbdkit)");
     cmd->callback([a, &ctx] {
         bench::BlkBenchOptions o = a->opt;
-        o.size = parse_bench_size("--size", a->size);
+        o.size = parse_size("--size", a->size);
         if (a->spin_ns >= 0)
             o.frontend_spin = std::chrono::nanoseconds(a->spin_ns);
         if (a->spin_yield_after_ns >= 0)

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "size_arg.hpp"
 #include "pvkit/front/blk_device.hpp"
 #include "pvkit/front/blk_workload.hpp"
 #include "pvkit/front/host_domain.hpp"
@@ -41,32 +42,6 @@ struct BlkArgs {
     std::uint32_t sector_size = 512;
     std::uint32_t timeout_ms = 10000;
 };
-
-// "4096", "4k", "1M", "2G" (powers of 1024). Throws with the option's name.
-std::uint64_t parse_size(const std::string& option, const std::string& text) {
-    std::size_t used = 0;
-    std::uint64_t value = 0;
-    try {
-        if (text.empty() || text[0] == '-')
-            throw std::invalid_argument("sign");
-        value = std::stoull(text, &used, 10);
-    } catch (const std::exception&) {
-        throw std::runtime_error(option + ": expected a size such as 4096, 4k or 1M, got '" + text + "'");
-    }
-    std::uint64_t unit = 1;
-    const std::string suffix = text.substr(used);
-    if (suffix == "k" || suffix == "K")
-        unit = 1024;
-    else if (suffix == "m" || suffix == "M")
-        unit = 1024 * 1024;
-    else if (suffix == "g" || suffix == "G")
-        unit = 1024ull * 1024 * 1024;
-    else if (!suffix.empty())
-        throw std::runtime_error(option + ": unknown unit '" + suffix + "' in '" + text + "' (k, M or G)");
-    if (value > UINT64_MAX / unit)
-        throw std::runtime_error(option + ": " + text + " is too large");
-    return value * unit;
-}
 
 // The domain and the attached disk for one command; detached and destroyed
 // when the command is done (or fails).
