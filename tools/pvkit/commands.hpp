@@ -18,5 +18,7 @@ void register_store_commands(CLI::App& app, Context& ctx);
 void register_domain_commands(CLI::App& app, Context& ctx);
 // `pvkit blk read|write|verify|bench-io ...` (tools/pvkit/blk_commands.cpp)
 void register_blk_commands(CLI::App& app, Context& ctx);
+// `pvkit console <domain>` (tools/pvkit/console_commands.cpp)
+void register_console_commands(CLI::App& app, Context& ctx);
 
 } // namespace pvkit::cli

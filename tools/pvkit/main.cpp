@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
     pvkit::cli::register_store_commands(app, ctx);
     pvkit::cli::register_domain_commands(app, ctx);
     pvkit::cli::register_blk_commands(app, ctx);
+    pvkit::cli::register_console_commands(app, ctx);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -1,5 +1,7 @@
 #include "pvkit/vmm/console.hpp"
 
+#include "pvkit/vmm/console_server.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -31,6 +33,8 @@ ConsoleSink::~ConsoleSink() {
 }
 
 void ConsoleSink::write_all(std::span<const std::byte> bytes) {
+    if (m_server != nullptr)
+        m_server->publish(bytes);
     while (!bytes.empty()) {
         const ssize_t n = ::write(m_fd, bytes.data(), bytes.size());
         if (n < 0 && errno == EINTR)

@@ -16,15 +16,20 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "pvkit/store/client.hpp"
 #include "pvkit/toolstack/domain_config.hpp"
 #include "pvkit/toolstack/domain_ops.hpp"
 #include "pvkit/toolstack/store_layout.hpp"
 #include "pvkit/vmm/console.hpp"
+#include "pvkit/vmm/console_server.hpp"
 #include "pvkit/vmm/elf_loader.hpp"
 #include "pvkit/vmm/exit_status.hpp"
 #include "pvkit/vmm/kvm.hpp"
@@ -47,6 +52,7 @@ struct Options {
     bool domid_given = false;
     double timeout_s = 0;
     std::string console_log;
+    std::string console_socket;
     std::string stats_json;
     std::string kvm_path = "/dev/kvm";
     bool quiet = false;
@@ -113,7 +119,37 @@ Registration register_domain(const Options& options,
     return reg;
 }
 
+// Where `pvkit console` connects: --console-socket, else (with a store)
+// console-<domid>.sock in the directory of the store's socket (a runtime
+// directory such as /run/pvkit); empty: no console socket.
+std::string console_socket_path(const Options& options, pvkit_domid_t domid) {
+    if (!options.console_socket.empty() || options.store_socket.empty())
+        return options.console_socket;
+    const std::filesystem::path store = store::resolve_socket_path(options.store_socket);
+    return (store.parent_path() / ("console-" + std::to_string(domid) + ".sock")).string();
+}
+
+// console/socket and console/type under the domain's home, readable by
+// domain 0 only (the socket is the host's business).
+void publish_console(Registration& reg, const std::string& path) {
+    const std::string dir = toolstack::domain_path(reg.domid) + "/console";
+    const store::Perms host_only{{store::Access::kNone, PVKIT_DOMID_HOST}};
+    for (const auto& [node, value] :
+         {std::pair<std::string, std::string>{dir + "/type", "pvkit-vmm"},
+          std::pair<std::string, std::string>{dir + "/socket", path}}) {
+        if (auto w = reg.client->write(node, value); !w)
+            throw std::runtime_error(store_failure(node.c_str(), w.error()));
+        if (auto p = reg.client->set_perms(node, host_only); !p)
+            throw std::runtime_error(store_failure(node.c_str(), p.error()));
+    }
+    if (auto p = reg.client->set_perms(dir, host_only); !p)
+        throw std::runtime_error(store_failure(dir.c_str(), p.error()));
+}
+
 void unregister_domain(Registration& reg, const Options& options) {
+    // An adopted registration outlives this VMM; its console does not.
+    if (reg.client && !reg.created && options.domid_given)
+        (void)reg.client->rm(toolstack::domain_path(reg.domid) + "/console");
     if (!reg.client || !reg.created)
         return;
     const auto timeout = std::chrono::milliseconds(
@@ -181,10 +217,27 @@ int run(const Options& options) {
         config.domid = reg.domid;
     }
 
+    // Before the machine exists, so that boot output is in its history.
+    std::unique_ptr<ConsoleServer> console_server;
+    if (const std::string path = console_socket_path(options, config.domid); !path.empty()) {
+        try {
+            console_server = std::make_unique<ConsoleServer>(path);
+            if (reg.client && (reg.created || options.domid_given))
+                publish_console(reg, path); // a domain the store knows
+        } catch (const std::exception& e) {
+            console_server.reset();
+            unregister_domain(reg, options);
+            return startup_failure(e.what());
+        }
+        console->set_server(console_server.get());
+    }
+
     std::unique_ptr<Machine> machine;
     try {
         machine = Machine::create(config, *console);
     } catch (const std::exception& e) {
+        console->set_server(nullptr);
+        console_server.reset();
         unregister_domain(reg, options);
         return startup_failure(e.what());
     }
@@ -196,6 +249,15 @@ int run(const Options& options) {
         outcome = RunOutcome{ExitStatus::kVmmError, e.what()};
     }
     console->flush();
+    console->set_server(nullptr);
+    if (console_server) {
+        // Clients see end of file: the guest is gone.
+        console_server->stop();
+        if (console_server->dropped() > 0)
+            std::fprintf(stderr,
+                         "pvkit-vmm: console: %llu client(s) disconnected for falling behind\n",
+                         static_cast<unsigned long long>(console_server->dropped()));
+    }
 
     if (outcome.status != ExitStatus::kPoweroff || !options.quiet)
         std::fprintf(stderr, "pvkit-vmm: %s (exit status %d: %s)\n", outcome.message.c_str(),
@@ -240,6 +302,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.001, 31536000.0)); // up to a year: keeps the ms count finite
     app.add_option("--console-log", options.console_log,
                    "write the guest console to FILE instead of stdout");
+    app.add_option("--console-socket", options.console_socket,
+                   "also serve the guest console on this Unix socket for `pvkit console` "
+                   "(default with --store-socket: console-<domid>.sock beside the store's "
+                   "socket)");
     app.add_option("--stats-json", options.stats_json, "write exit counters as JSON to FILE");
     app.add_option("--kvm", options.kvm_path, "KVM device")->capture_default_str();
     app.add_flag("--quiet", options.quiet, "print nothing on stderr when the guest powers off");

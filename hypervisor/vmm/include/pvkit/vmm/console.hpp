@@ -13,6 +13,8 @@
 
 namespace pvkit::vmm {
 
+class ConsoleServer;
+
 class ConsoleSink {
 public:
     // Writes to a descriptor this object does not own (stdout).
@@ -32,6 +34,9 @@ public:
     // byte-at-a-time console does not cost a write(2) per byte.
     void put(std::byte byte);
     void flush();
+    // Also hands every byte written to `server` (pvkit console's socket);
+    // nullptr stops that. The server must outlive its use here.
+    void set_server(ConsoleServer* server) { m_server = server; }
 
     [[nodiscard]] std::uint64_t bytes_written() const { return m_bytes; }
     // Errors writing the sink are counted, not fatal: a closed stdout must
@@ -44,6 +49,7 @@ private:
 
     int m_fd;
     UniqueFd m_owned;
+    ConsoleServer* m_server = nullptr;
     std::vector<std::byte> m_line;
     std::uint64_t m_bytes = 0;
     std::uint64_t m_errors = 0;
