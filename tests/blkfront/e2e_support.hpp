@@ -13,6 +13,7 @@
 
 #include "pvkit/front/blk_device.hpp"
 #include "pvkit/front/host_domain.hpp"
+#include "blkback_test_support.hpp"
 #include "store_test_support.hpp"
 #include "test_support.hpp"
 
@@ -21,28 +22,10 @@ namespace pvkit::blkfront::e2e {
 using pvkit::store::test::kWait;
 using pvkit::store::test::TempDir;
 
-std::string blkback_binary();
 std::string pvkit_binary();
 
-// pvkit-blkback as the backend engineer's contract describes it: the
-// store socket, a hand-off socket, READY on --ready-fd once serving.
-class Blkback {
-public:
-    Blkback(std::string store_socket, std::string handoff_socket);
-    Blkback(const Blkback&) = delete;
-    Blkback& operator=(const Blkback&) = delete;
-    ~Blkback();
-
-    void start();
-    int stop(); // SIGTERM and wait; the wait status
-    void kill9();
-    [[nodiscard]] bool running() const { return m_child.has_value(); }
-
-private:
-    std::string m_store;
-    std::string m_handoff;
-    std::optional<pvkit::test::ChildProcess> m_child;
-};
+// pvkit-blkback as a process: tests/blkback's helper.
+using Blkback = pvkit::blkback::test::Blkback;
 
 // A store, a block backend and a directory for images.
 struct World {
