@@ -12,12 +12,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <array>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <set>
+#include <thread>
 #include <stdexcept>
 #include <vector>
 
@@ -664,6 +667,29 @@ TEST_CASE("GrantMapping copies are bounded by the page (kOutOfRange)", "[grant][
     CHECK(m.read<std::uint32_t>(SIZE_MAX).error() == GrantError::kOutOfRange);
 }
 
+// An empty span may have no storage (a default-constructed span, an empty
+// vector): the library must not hand its null pointer to memcpy (UBSan).
+TEST_CASE("GrantMapping copies of an empty span without storage are no-ops", "[grant][map]") {
+    pvkit::GrantPool front = pvkit::GrantPool::create(1, 1, 4);
+    pvkit::GrantTable table(front);
+    auto back = pvkit::GrantPool::attach(dup_fd(front.fd()));
+    REQUIRE(back.ok());
+    pvkit::GrantMapper mapper(back.value(), 0);
+    auto ref = table.grant(0, front.layout().data_first, GrantAccess::kReadWrite);
+    REQUIRE(ref.ok());
+    auto m = mapper.map(ref.value(), GrantAccess::kReadWrite);
+    REQUIRE(m.ok());
+
+    std::vector<std::byte> empty;
+    CHECK(m->copy_out(0, std::span<std::byte>{}).ok());
+    CHECK(m->copy_out(PVKIT_PAGE_SIZE, empty).ok());
+    CHECK(m->copy_in(0, std::span<const std::byte>{}).ok());
+    CHECK(m->copy_in(PVKIT_PAGE_SIZE, empty).ok());
+    // Still bounded: an empty copy past the page is out of range.
+    CHECK(m->copy_out(PVKIT_PAGE_SIZE + 1, std::span<std::byte>{}).error() ==
+          GrantError::kOutOfRange);
+}
+
 TEST_CASE("GrantMapping refuses writes through a read-only mapping (kReadOnly)",
           "[grant][map][hostile]") {
     Setup s;
@@ -721,6 +747,58 @@ TEST_CASE("concurrent mappings keep the in-use bit until the last one goes", "[g
     CHECK(flags() == PVKIT_GTF_PERMIT_ACCESS);
     CHECK(s.mapper.mapped() == 0);
     CHECK(s.table.end(ref).ok());
+}
+
+// A frontend that ends a grant and grants the same reference again, to the
+// same domain with the same flags but another frame, leaves the (flags,
+// domid) word as it was, so the backend's exchange cannot see it. A backend
+// that read the frame before its exchange would then map a frame that is no
+// longer granted. Honest frontend and backend race here on two threads; the
+// frontend can only end a grant the backend does not hold, so while a
+// mapping is held, the entry's frame must be the mapping's.
+TEST_CASE("a reference ended and granted again for another frame is never mapped stale",
+          "[grant][map][hostile]") {
+    Setup s;
+    const GrantRef ref = must(s.table.grant(kBackendDomid, s.data_frame(0), GrantAccess::kReadWrite));
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> regrants{0};
+    std::atomic<bool> other_ref{false};
+    std::thread frontend([&] {
+        std::uint32_t next = 1;
+        while (!stop.load(std::memory_order_relaxed)) {
+            while (!s.table.end(ref).ok()) // in use: wait for the backend's release
+                if (stop.load(std::memory_order_relaxed))
+                    return;
+            auto again = s.table.grant(kBackendDomid, s.data_frame(next), GrantAccess::kReadWrite);
+            if (!again || again.value() != ref) { // the table reuses the reference it freed last
+                other_ref = true;
+                return;
+            }
+            next ^= 1;
+            regrants.fetch_add(1, std::memory_order_relaxed);
+        }
+    });
+    std::uint64_t mapped = 0;
+    std::uint64_t stale = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(400);
+    for (std::uint32_t i = 0; i < 2'000'000 && std::chrono::steady_clock::now() < deadline; ++i) {
+        auto m = s.mapper.map(ref, GrantAccess::kReadWrite);
+        if (!m) {
+            // Caught between end and grant, or the word changed under us.
+            REQUIRE((m.error() == GrantError::kNotGranted || m.error() == GrantError::kChanged));
+            continue;
+        }
+        ++mapped;
+        if (m->frame() != s.entry(ref).frame)
+            ++stale;
+    }
+    stop = true;
+    frontend.join();
+    INFO("maps " << mapped << ", regrants " << regrants.load());
+    REQUIRE_FALSE(other_ref.load());
+    CHECK(stale == 0);
+    CHECK(mapped > 0);
+    CHECK(regrants.load() > 0);
 }
 
 TEST_CASE("a moved GrantMapping releases its grant exactly once", "[grant][map]") {

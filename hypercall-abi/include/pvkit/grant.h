@@ -29,13 +29,16 @@
  *     writes the (flags, domid) word with one release store, flags =
  *     PVKIT_GTF_PERMIT_ACCESS [| PVKIT_GTF_READONLY] (release: the frame is
  *     visible before the entry becomes valid).
- *  2. map: the backend reads the (flags, domid) word once (acquire) and the
- *     frame once, checks type, grantee domid, access mode and that the frame
- *     is a data frame, then sets PVKIT_GTF_READING or PVKIT_GTF_WRITING with
- *     a compare and exchange on the word against the value it checked. If
- *     the frontend changed the word in between, the exchange fails and the
- *     map is refused. The frame is not part of the exchange: the backend
- *     uses only its checked copy, whatever the frontend writes later.
+ *  2. map: the backend reads the (flags, domid) word once (acquire), checks
+ *     type, grantee domid and access mode, then sets PVKIT_GTF_READING or
+ *     PVKIT_GTF_WRITING with a compare and exchange on the word against the
+ *     value it checked. If the frontend changed the word in between, the
+ *     exchange fails and the map is refused. Only then does it read the
+ *     frame, once, and check that it is a data frame (else it clears the bit
+ *     again and refuses). Reading the frame after the exchange matters: a
+ *     frontend may end a grant and grant the same reference again with an
+ *     equal word but another frame, which the exchange cannot see. The
+ *     backend uses only its checked copy, whatever the frontend writes later.
  *  3. unmap: the backend counts mappings per reference and access; when
  *     the last one goes it clears the bit it set (atomic and-not).
  *  4. end: the frontend replaces the whole word (flags and domid) with 0 by

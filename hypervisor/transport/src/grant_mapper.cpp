@@ -72,7 +72,7 @@ Result<GrantMapping, GrantError> GrantMapper::map(GrantRef ref, GrantAccess acce
     if (count == std::numeric_limits<std::uint16_t>::max())
         return reject(GrantError::kInUse);
 
-    // One copy of the entry; everything below looks only at `e`.
+    // One copy of the (flags, domid) word; the checks below look only at it.
     const GrantEntrySnapshot e = m_entries.load(ref);
     if ((e.flags & PVKIT_GTF_TYPE_MASK) != PVKIT_GTF_PERMIT_ACCESS)
         return reject(GrantError::kNotGranted);
@@ -80,22 +80,30 @@ Result<GrantMapping, GrantError> GrantMapper::map(GrantRef ref, GrantAccess acce
         return reject(GrantError::kWrongDomain);
     if (access == GrantAccess::kReadWrite && (e.flags & PVKIT_GTF_READONLY) != 0)
         return reject(GrantError::kReadOnly);
-    const PoolLayout& l = m_pool->layout();
-    if (e.frame < l.data_first || e.frame >= l.nr_frames)
-        return reject(GrantError::kBadFrame);
 
     const std::uint16_t bit =
         access == GrantAccess::kReadWrite ? PVKIT_GTF_WRITING : PVKIT_GTF_READING;
     // Set the in-use bit only if the word still holds what we validated; a
     // frontend racing to change domid or flags makes the exchange fail.
-    // The frame was read separately; whatever the frontend wrote there, the
-    // copy in `e` was range-checked and is the only frame used below.
     if (!m_entries.exchange(ref, e.word(), e.word() | bit))
         return reject(GrantError::kChanged);
+    // The frame is read only now, as Xen does: with the bit set, an honest
+    // frontend can no longer end the grant and reuse the reference for
+    // another frame. Read before the exchange, the frame could belong to an
+    // earlier grant of the same reference (end + grant again with an equal
+    // word, so the exchange cannot tell). A hostile frontend may still
+    // rewrite it at any time; this checked copy is the only frame used.
+    const std::uint32_t frame = m_entries.load_frame(ref);
+    const PoolLayout& l = m_pool->layout();
+    if (frame < l.data_first || frame >= l.nr_frames) {
+        if (count == 0) // the bit is ours alone: take it back
+            m_entries.clear_flags(ref, bit);
+        return reject(GrantError::kBadFrame);
+    }
     ++count;
     ++m_mapped;
     ++m_counters.maps;
-    return GrantMapping(this, ref, e.frame, access, m_pool->frame_ptr(e.frame));
+    return GrantMapping(this, ref, frame, access, m_pool->frame_ptr(frame));
 }
 
 void GrantMapper::unmap(GrantRef ref, GrantAccess access) {

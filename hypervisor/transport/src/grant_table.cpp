@@ -57,6 +57,12 @@ GrantEntrySnapshot GrantEntryWord::load(GrantRef ref) const {
     return s;
 }
 
+std::uint32_t GrantEntryWord::load_frame(GrantRef ref) const {
+    // Acquire so that the load cannot be hoisted above a preceding exchange
+    // (which is acq_rel already; this states the intent where it matters).
+    return __atomic_load_n(frame_ptr(ref), __ATOMIC_ACQUIRE);
+}
+
 void GrantEntryWord::publish(GrantRef ref, pvkit_domid_t domid, std::uint32_t frame,
                              std::uint16_t flags) const {
     __atomic_store_n(frame_ptr(ref), frame, __ATOMIC_RELAXED);

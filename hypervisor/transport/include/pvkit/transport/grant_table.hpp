@@ -51,6 +51,9 @@ public:
 
     [[nodiscard]] std::uint32_t nr_grants() const { return m_nr_grants; }
     [[nodiscard]] GrantEntrySnapshot load(GrantRef ref) const;
+    // The frame alone, read once. A backend reads it only after its
+    // exchange set the in-use bit (grant.h, life cycle step 2).
+    [[nodiscard]] std::uint32_t load_frame(GrantRef ref) const;
     // Frontend publish order: frame and domid, release barrier, flags.
     void publish(GrantRef ref, pvkit_domid_t domid, std::uint32_t frame, std::uint16_t flags) const;
     // Compare-and-exchange of the (flags, domid) word; true on success.
