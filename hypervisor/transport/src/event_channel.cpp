@@ -43,7 +43,11 @@ void EventChannel::notify() {
         n = ::write(m_notify.get(), &one, sizeof one);
     } while (n < 0 && errno == EINTR);
     // EAGAIN: the counter is saturated, so the peer has a kick pending.
-    ++m_sent;
+    // Anything else (a closed or foreign descriptor) delivered nothing and
+    // is not counted; the caller's next wait times out as it would for a
+    // peer that never answers.
+    if (n == static_cast<ssize_t>(sizeof one) || (n < 0 && errno == EAGAIN))
+        ++m_sent;
 }
 
 bool EventChannel::try_consume() {

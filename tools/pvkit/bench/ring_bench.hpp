@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "pvkit/transport/event_channel.hpp"
 #include "report.hpp"
 
 namespace pvkit::bench {
@@ -15,7 +16,7 @@ struct RingBenchOptions {
     std::uint64_t requests = 2000000; // per throughput measurement
     std::uint64_t roundtrips = 10000; // per latency measurement
     std::uint32_t batch = 32;         // requests produced per push
-    std::chrono::nanoseconds spin{5000}; // spin before sleeping, notify mode
+    std::chrono::nanoseconds spin = kDefaultSpin; // spin before sleeping, notify mode
 };
 
 BenchReport run_ring_bench(const RingBenchOptions& opt);

@@ -12,6 +12,12 @@
 
 namespace pvkit {
 
+// How long a waiter spins on shared memory before it sleeps. Measured here
+// (docs/machine-notes.md, "Wakeups and spinning"): below about 5 us the
+// peer is often descheduled for longer than the spin and every miss costs a
+// ~40 us wakeup; 5 us is the knee, and more than 10 us buys nothing.
+inline constexpr std::chrono::nanoseconds kDefaultSpin{5000};
+
 // Both eventfds of one channel; each end uses one to wait and the other to
 // notify. Made by the frontend (or the VMM) and passed to the backend.
 struct EventChannelFds {
@@ -29,7 +35,8 @@ public:
     static EventChannel backend_end(EventChannelFds& fds);
 
     // Kicks the other end. Never blocks: a counter that is already huge
-    // means a kick is pending anyway.
+    // means a kick is pending anyway. Counted in notifications_sent() only
+    // if the kick was delivered (or one was pending).
     void notify();
 
     // Consumes pending kicks without blocking; true if there were any.
@@ -38,7 +45,10 @@ public:
     // Waits for a kick: first polls for `spin` (cheap when the peer answers
     // within it), then sleeps in poll(2) until a kick arrives or `timeout`
     // passes (negative: forever). Returns true if a kick was consumed.
-    bool wait(std::chrono::nanoseconds spin, std::chrono::milliseconds timeout);
+    // Spinning here polls the eventfd (one read(2) per try); a ring user
+    // spins on the ring's indices instead (wait_for_ring) and passes 0.
+    bool wait(std::chrono::nanoseconds spin = kDefaultSpin,
+              std::chrono::milliseconds timeout = std::chrono::milliseconds{-1});
 
     [[nodiscard]] int wait_fd() const { return m_wait.get(); }
     [[nodiscard]] int notify_fd() const { return m_notify.get(); }

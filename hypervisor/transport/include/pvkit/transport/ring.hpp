@@ -219,9 +219,9 @@ private:
 // kicks only once we armed, which is the notification hold-off. Returns the
 // number ready, kTimeout, or the ring's error.
 template <class Ring>
-Result<std::uint32_t, RingError> wait_for_ring(Ring& ring, EventChannel& channel,
-                                               std::chrono::nanoseconds spin,
-                                               std::chrono::milliseconds timeout) {
+Result<std::uint32_t, RingError>
+wait_for_ring(Ring& ring, EventChannel& channel, std::chrono::nanoseconds spin = kDefaultSpin,
+              std::chrono::milliseconds timeout = std::chrono::milliseconds{-1}) {
     if (spin.count() > 0) {
         SpinDeadline deadline(spin);
         do {
