@@ -9,7 +9,7 @@
 # Everything runs from a scratch directory: its own pvkit-stored and
 # pvkit-blkback (stopped on exit, whatever happens), the store's data, the
 # daemons' logs. The disk image is /var/tmp/pvkit/minios-blk.img
-# (examples/minios-blk.json; created sparse on first use).
+# (tools/examples/minios-blk.json; created sparse on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,8 +61,8 @@ start_daemon pvkit-stored "${bin}/tools/store/pvkit-stored" --foreground \
 start_daemon pvkit-blkback "${bin}/backend-drivers/blkback/pvkit-blkback" \
   --store-socket "${store}" --handoff-socket "${run}/blkback.sock"
 
-echo "== 4/5 pvkit create examples/minios-blk.json: boot the mini guest, blk-selftest on its PV disk"
-"${pvkit}" create examples/minios-blk.json kernel="${bin}/guest/pvkit-mini" \
+echo "== 4/5 pvkit create tools/examples/minios-blk.json: boot the mini guest, blk-selftest on its PV disk"
+"${pvkit}" create tools/examples/minios-blk.json kernel="${bin}/guest/pvkit-mini" \
   --store-socket "${store}" --timeout 120 --stats-json "${run}/selftest-exits.json"
 echo "   the guest reported success; blkback's side of it:"
 sed -n 's/^/     /p' "${run}/pvkit-blkback.log"

@@ -1,4 +1,4 @@
-// Every examples/*.json loads and lays out. The kernels the pv-guest
+// Every tools/examples/*.json loads and lays out. The kernels the pv-guest
 // examples name are built by the guest part of the tree, which may not
 // exist yet, so the kernel check runs only where the kernel is there.
 #include <catch2/catch.hpp>
@@ -38,7 +38,7 @@ TEST_CASE("every example config loads and produces a store layout", "[toolstack]
     CHECK(seen.count("hostproc-blk-net.json") == 1);
 }
 
-// `pvkit create examples/minios-blk.json` boots the mini guest into its
+// `pvkit create tools/examples/minios-blk.json` boots the mini guest into its
 // block self-test (the guest reads `run=`), and makes the image if it is
 // missing; so a missing image is not a config error for it.
 TEST_CASE("minios-blk runs blk-selftest on an image pvkit create makes", "[toolstack][examples]") {
@@ -53,6 +53,6 @@ TEST_CASE("minios-blk runs blk-selftest on an image pvkit create makes", "[tools
     // blk-selftest needs at least 8 MiB (pvkit_guest/blk_pattern.h).
     CHECK(*config.disks[0].create_size_mb >= 8u);
     // The kernel path is relative to the example: the repository's build/.
-    CHECK(config.kernel == (std::filesystem::path(PVKIT_EXAMPLES_DIR) / "../build/guest/pvkit-mini")
+    CHECK(config.kernel == (std::filesystem::path(PVKIT_EXAMPLES_DIR) / "../../build/guest/pvkit-mini")
                                .lexically_normal());
 }
