@@ -12,16 +12,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
-#include <array>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <set>
-#include <thread>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "pvkit/transport/grant_mapper.hpp"
@@ -759,7 +759,8 @@ TEST_CASE("concurrent mappings keep the in-use bit until the last one goes", "[g
 TEST_CASE("a reference ended and granted again for another frame is never mapped stale",
           "[grant][map][hostile]") {
     Setup s;
-    const GrantRef ref = must(s.table.grant(kBackendDomid, s.data_frame(0), GrantAccess::kReadWrite));
+    const GrantRef ref =
+        must(s.table.grant(kBackendDomid, s.data_frame(0), GrantAccess::kReadWrite));
     std::atomic<bool> stop{false};
     std::atomic<std::uint64_t> regrants{0};
     std::atomic<bool> other_ref{false};

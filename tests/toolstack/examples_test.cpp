@@ -53,6 +53,7 @@ TEST_CASE("minios-blk runs blk-selftest on an image pvkit create makes", "[tools
     // blk-selftest needs at least 8 MiB (pvkit_guest/blk_pattern.h).
     CHECK(*config.disks[0].create_size_mb >= 8u);
     // The kernel path is relative to the example: the repository's build/.
-    CHECK(config.kernel == (std::filesystem::path(PVKIT_EXAMPLES_DIR) / "../../build/guest/pvkit-mini")
-                               .lexically_normal());
+    CHECK(config.kernel ==
+          (std::filesystem::path(PVKIT_EXAMPLES_DIR) / "../../build/guest/pvkit-mini")
+              .lexically_normal());
 }
