@@ -10,7 +10,6 @@ packages=(
   catch2               # test framework (v2.13)
   libcli11-dev         # command lines
   liburing-dev         # block backend I/O
-  iproute2             # network namespaces for tests
   etcd-server          # baseline of `pvkit bench store` (etcd 3.4 at /usr/bin/etcd; the
                        # benchmark starts its own on loopback, the package's service is not needed)
   fio                  # baselines of `pvkit bench blk`: io_uring on the image file (the limit) and

@@ -99,7 +99,6 @@ PVKIT_ABI_OFFSET(struct pvkit_sring_hdr, req_event, 4);
 PVKIT_ABI_OFFSET(struct pvkit_sring_hdr, rsp_prod, 8);
 PVKIT_ABI_OFFSET(struct pvkit_sring_hdr, rsp_event, 12);
 
-/* Private state of each end. Never shared; not part of the wire ABI. */
 /*
  * Private state of each end. Never shared; not part of the wire ABI. The
  * *_pushed fields keep what we last published, so that neither the
