@@ -11,7 +11,11 @@ bash tools/install-deps.sh
 run_suite() {
   local dir=$1; shift
   echo "== configure ${dir} ($*)"
-  cmake -S . -B "${dir}" -G Ninja "$@" >/dev/null
+  # Ninja for a new tree; a tree configured by hand keeps its generator
+  # (CMake refuses to switch one).
+  local generator=(-G Ninja)
+  [[ -f "${dir}/CMakeCache.txt" ]] && generator=()
+  cmake -S . -B "${dir}" "${generator[@]}" "$@" >/dev/null
   echo "== build ${dir}"
   cmake --build "${dir}" -j "${jobs}"
   echo "== test ${dir}"
