@@ -557,20 +557,33 @@ TEST_CASE("a conflicting commit fails with EAGAIN and changes nothing", "[core][
     ConnId b = h.connect();
     REQUIRE(h.write(a, "/c/x", "0") == "OK");
     REQUIRE(h.write(a, "/c/y", "0") == "OK");
+    // A watch on everything and a journal: a failed commit must leave no
+    // trace in either, not only in the tree.
+    RecordingJournal j;
+    h.store.set_journal(&j);
+    ConnId w = h.connect();
+    REQUIRE(h.watch(w, "/", "all") == "OK");
+    auto commit_fails = [&](std::uint32_t tx) {
+        (void)h.events(w);
+        std::size_t records = j.records.size();
+        CHECK(h.tx_end(a, tx, true) == "!EAGAIN");
+        CHECK(j.records.size() == records);
+        CHECK(h.events(w).empty());
+    };
 
     SECTION("something it read changed") {
         std::uint32_t tx = h.tx_start(a);
         CHECK(h.read(a, "/c/x", tx) == "0");
         CHECK(h.write(a, "/c/y", "from-tx", tx) == "OK");
         REQUIRE(h.write(b, "/c/x", "1") == "OK");
-        CHECK(h.tx_end(a, tx, true) == "!EAGAIN");
+        commit_fails(tx);
         CHECK(h.read(a, "/c/y") == "0");
     }
     SECTION("something it wrote changed") {
         std::uint32_t tx = h.tx_start(a);
         CHECK(h.write(a, "/c/x", "from-tx", tx) == "OK");
         REQUIRE(h.write(b, "/c/x", "1") == "OK");
-        CHECK(h.tx_end(a, tx, true) == "!EAGAIN");
+        commit_fails(tx);
         CHECK(h.read(a, "/c/x") == "1");
     }
     SECTION("something it found absent was created") {
@@ -578,14 +591,14 @@ TEST_CASE("a conflicting commit fails with EAGAIN and changes nothing", "[core][
         CHECK(h.read(a, "/c/new", tx) == "!ENOENT");
         CHECK(h.write(a, "/c/x", "from-tx", tx) == "OK");
         REQUIRE(h.write(b, "/c/new", "1") == "OK");
-        CHECK(h.tx_end(a, tx, true) == "!EAGAIN");
+        commit_fails(tx);
         CHECK(h.read(a, "/c/x") == "0");
     }
     SECTION("a child appeared under a node it removed") {
         std::uint32_t tx = h.tx_start(a);
         CHECK(h.rm(a, "/c", tx) == "OK");
         REQUIRE(h.write(b, "/c/x/late", "1") == "OK");
-        CHECK(h.tx_end(a, tx, true) == "!EAGAIN");
+        commit_fails(tx);
         CHECK(h.read(a, "/c/x/late") == "1");
         CHECK(h.read(a, "/c/y") == "0");
     }
@@ -597,7 +610,7 @@ TEST_CASE("a conflicting commit fails with EAGAIN and changes nothing", "[core][
         REQUIRE(h.write(b, "/c/x", "1") == "OK");
         CHECK(h.read(a, "/c/x", tx) == "1");
         CHECK(h.write(a, "/c/y", "from-tx", tx) == "OK");
-        CHECK(h.tx_end(a, tx, true) == "!EAGAIN");
+        commit_fails(tx);
         CHECK(h.read(a, "/c/y") == "0");
     }
     SECTION("unrelated changes do not conflict") {
@@ -605,8 +618,13 @@ TEST_CASE("a conflicting commit fails with EAGAIN and changes nothing", "[core][
         CHECK(h.read(a, "/c/x", tx) == "0");
         CHECK(h.write(a, "/c/x", "from-tx", tx) == "OK");
         REQUIRE(h.write(b, "/elsewhere", "1") == "OK");
+        (void)h.events(w);
+        std::size_t records = j.records.size();
         CHECK(h.tx_end(a, tx, true) == "OK");
         CHECK(h.read(a, "/c/x") == "from-tx");
+        // What commit_fails() checks the absence of, a commit does produce.
+        CHECK(j.records.size() == records + 1);
+        CHECK(h.events(w) == std::vector<Event>{Event{"/c/x", "all"}});
     }
 }
 

@@ -3,12 +3,27 @@
 // across restarts and kill -9, hostile clients, and load.
 #include <catch2/catch.hpp>
 
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <condition_variable>
+#include <csignal>
+#include <cstddef>
+#include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -81,6 +96,52 @@ void check_serving(Daemon& d) {
     REQUIRE(v.ok());
     CHECK(*v == "ok");
 }
+
+// A client connected before some bad input arrives, holding a watch and an
+// open transaction with a write in it. check() shows that the daemon carried
+// on for it, not only for clients that come later: it still gets a watch
+// event for another client's write, can read, and can commit.
+class Bystander {
+public:
+    explicit Bystander(Daemon& d) : m_daemon(d), m_client(d.client()) {
+        REQUIRE(m_client.write("/bystander/before", "1").ok());
+        // The transaction writes below a node that exists already, so that
+        // nodes other clients create elsewhere cannot make it conflict.
+        REQUIRE(m_client.mkdir("/bystander-tx").ok());
+        REQUIRE(m_client.watch("/bystander", "by").ok());
+        StoreResult<WatchEvent> first = m_client.wait_for_event(kWait);
+        REQUIRE(first.ok());
+        REQUIRE(*first == WatchEvent{"/bystander", "by"});
+        StoreResult<TxId> tx = m_client.transaction_start();
+        REQUIRE(tx.ok());
+        m_tx = *tx;
+        REQUIRE(m_client.write("/bystander-tx/v", "from-tx", m_tx).ok());
+    }
+
+    // After the bad input. Also checks that a new client is served.
+    void check() {
+        check_serving(m_daemon);
+        INFO("a client connected before the bad input");
+        REQUIRE(m_client.connected());
+        StoreClient other = m_daemon.client();
+        REQUIRE(other.write("/bystander/after", "2").ok());
+        StoreResult<WatchEvent> e = m_client.wait_for_event(kWait);
+        REQUIRE(e.ok());
+        CHECK(*e == WatchEvent{"/bystander/after", "by"});
+        CHECK(show(m_client.read("/bystander/before")) == "1");
+        CHECK(show(m_client.read("/bystander/after")) == "2");
+        CHECK(show(m_client.read("/bystander-tx/v", m_tx)) == "from-tx");
+        CHECK(show(m_client.transaction_end(m_tx, true)) == "OK");
+        CHECK(show(other.read("/bystander-tx/v")) == "from-tx");
+        // Nothing else was sent to it: the bad input touched none of its state.
+        CHECK(m_client.queued_events() == 0);
+    }
+
+private:
+    Daemon& m_daemon;
+    StoreClient m_client;
+    TxId m_tx{};
+};
 
 Message raw_request(std::uint32_t type, std::uint32_t req_id, std::string payload, std::uint32_t tx = 0) {
     return Message{type, req_id, tx, std::move(payload)};
@@ -246,13 +307,29 @@ TEST_CASE("transactions through the daemon", "[daemon][tx]") {
     CHECK(show(b.read("/acct/x")) == "5");
     CHECK(show(b.read("/acct/y")) == "5");
 
+    // A failed commit changes nothing: not the tree, not the log (every
+    // change is written to it before the reply, so its size is exact), and
+    // it fires no watch. The marker write after it shows what the next
+    // event is.
+    StoreClient w = d.client();
+    REQUIRE(w.watch("/acct", "acct").ok());
     auto t2 = a.transaction_start();
     REQUIRE(t2.ok());
     CHECK(show(a.read("/acct/x", *t2)) == "5");
     CHECK(a.write("/acct/y", "from-t2", *t2).ok());
     REQUIRE(b.write("/acct/x", "7").ok());
+    const std::filesystem::path log = d.data_dir() / "store.log";
+    const std::uintmax_t log_size = std::filesystem::file_size(log);
     CHECK(show(a.transaction_end(*t2, true)) == err(StoreError::kAgain));
+    CHECK(std::filesystem::file_size(log) == log_size);
     CHECK(show(b.read("/acct/y")) == "5");
+    REQUIRE(b.write("/acct/marker", "").ok());
+    CHECK(std::filesystem::file_size(log) > log_size);
+    for (const char* path : {"/acct", "/acct/x", "/acct/marker"}) {
+        StoreResult<WatchEvent> e = w.wait_for_event(kWait);
+        REQUIRE(e.ok());
+        CHECK(*e == WatchEvent{path, "acct"});
+    }
 
     auto t3 = a.transaction_start();
     REQUIRE(t3.ok());
@@ -260,6 +337,15 @@ TEST_CASE("transactions through the daemon", "[daemon][tx]") {
     CHECK(show(a.transaction_end(*t3, false)) == "OK");
     CHECK(show(b.read("/acct/x")) == "7");
     CHECK(show(a.transaction_end(*t3, true)) == err(StoreError::kNoEnt));
+
+    // Neither the failed nor the aborted transaction left a record that a
+    // restart after a crash would replay.
+    d.kill9();
+    d.start();
+    StoreClient c = d.client();
+    CHECK(show(c.read("/acct/x")) == "7");
+    CHECK(show(c.read("/acct/y")) == "5");
+    CHECK(show(c.read("/acct/marker")).empty());
 }
 
 TEST_CASE("quotas: nodes, watches, transactions, outstanding requests", "[daemon][quota]") {
@@ -457,6 +543,7 @@ TEST_CASE("kill -9 with --fsync=always loses no acknowledged write", "[daemon][p
 
 TEST_CASE("bad input: a header announcing too long a payload", "[daemon][bad]") {
     Daemon d;
+    Bystander by(d);
     RawConnection raw(d.socket());
     pvkit_store_msg_header h{PVKIT_STORE_WRITE, 77, 0, PVKIT_STORE_PAYLOAD_MAX + 1};
     REQUIRE(raw.send(std::string_view(reinterpret_cast<const char*>(&h), sizeof h)));
@@ -465,11 +552,12 @@ TEST_CASE("bad input: a header announcing too long a payload", "[daemon][bad]") 
     CHECK(reply->req_id == 77);
     CHECK(error_name(*reply) == "EINVAL");
     CHECK(raw.wait_for_close());
-    check_serving(d);
+    by.check();
 }
 
 TEST_CASE("bad input: unknown operation codes", "[daemon][bad]") {
     Daemon d;
+    Bystander by(d);
     RawConnection raw(d.socket());
     for (std::uint32_t type : {20u, PVKIT_STORE_OP_COUNT, 1000u, 0xFFFFFFFFu}) {
         REQUIRE(raw.send(raw_request(type, type, "payload\0"s)));
@@ -487,11 +575,12 @@ TEST_CASE("bad input: unknown operation codes", "[daemon][bad]") {
     reply = raw.receive();
     REQUIRE(reply);
     CHECK(reply->type == PVKIT_STORE_GET_DOMAIN_PATH);
-    check_serving(d);
+    by.check();
 }
 
 TEST_CASE("bad input: broken UTF-8 and non-ASCII paths", "[daemon][bad]") {
     Daemon d;
+    Bystander by(d);
     RawConnection raw(d.socket());
     std::uint32_t id = 1;
     for (const std::string& path : {"/\xc3("s, "/\xff\xfe"s, "/caf\xc3\xa9"s, "/\xed\xa0\x80"s, "/a\x7f"s}) {
@@ -509,15 +598,16 @@ TEST_CASE("bad input: broken UTF-8 and non-ASCII paths", "[daemon][bad]") {
         CHECK(error_name(*reply) == "EINVAL");
         ++id;
     }
-    check_serving(d);
+    by.check();
     StoreClient c = d.client();
     auto ls = c.directory("/");
     REQUIRE(ls.ok());
-    CHECK(*ls == std::vector<std::string>{"health"});
+    CHECK(*ls == std::vector<std::string>{"bystander", "bystander-tx", "health"});
 }
 
 TEST_CASE("bad input: embedded NUL and missing terminators", "[daemon][bad]") {
     Daemon d;
+    Bystander by(d);
     RawConnection raw(d.socket());
     const std::pair<std::uint32_t, std::string> cases[] = {
         {PVKIT_STORE_READ, "/a\0b\0"s},
@@ -539,11 +629,12 @@ TEST_CASE("bad input: embedded NUL and missing terminators", "[daemon][bad]") {
         CHECK(error_name(*reply) == "EINVAL");
         ++id;
     }
-    check_serving(d);
+    by.check();
 }
 
 TEST_CASE("bad input: a client that disconnects mid-message", "[daemon][bad]") {
     Daemon d;
+    Bystander by(d);
     StoreClient watcher = d.client();
     REQUIRE(watcher.watch("/mid", "t").ok());
     {
@@ -564,7 +655,7 @@ TEST_CASE("bad input: a client that disconnects mid-message", "[daemon][bad]") {
         REQUIRE(raw.send(raw_request(PVKIT_STORE_WATCH, 2, "/mid\0gone\0"s)));
         REQUIRE(raw.receive());
     }
-    check_serving(d);
+    by.check();
     StoreClient c = d.client();
     CHECK(show(c.read("/mid/x")) == err(StoreError::kNoEnt));
     CHECK(show(c.read("/mid/y")) == err(StoreError::kNoEnt));
@@ -579,6 +670,7 @@ TEST_CASE("bad input: a client that disconnects mid-message", "[daemon][bad]") {
 
 TEST_CASE("bad input: a client that never reads its replies is cut off", "[daemon][bad]") {
     Daemon d({"--max-output-bytes", "65536"});
+    Bystander by(d);
     {
         StoreClient c = d.client();
         REQUIRE(c.write("/big", std::string(2048, 'b')).ok());
@@ -590,11 +682,12 @@ TEST_CASE("bad input: a client that never reads its replies is cut off", "[daemo
         batch += encode(raw_request(PVKIT_STORE_READ, i + 1, "/big\0"s));
     (void)raw.send(batch); // may fail once the daemon hangs up
     CHECK(raw.wait_for_close());
-    check_serving(d);
+    by.check();
 }
 
 TEST_CASE("bad input: a watcher that never reads is cut off, writers carry on", "[daemon][bad]") {
     Daemon d({"--max-output-bytes", "65536"});
+    Bystander by(d);
     RawConnection slow(d.socket());
     REQUIRE(slow.send(raw_request(PVKIT_STORE_WATCH, 1, "/flood\0t\0"s)));
     StoreClient writer = d.client();
@@ -604,11 +697,12 @@ TEST_CASE("bad input: a watcher that never reads is cut off, writers carry on", 
     for (int i = 0; i < 3000; ++i)
         REQUIRE(writer.write("/flood/" + name + std::to_string(i), "").ok());
     CHECK(slow.wait_for_close());
-    check_serving(d);
+    by.check();
 }
 
 TEST_CASE("bad input: random garbage from many clients", "[daemon][bad]") {
     Daemon d;
+    Bystander by(d);
     std::mt19937 rng(2024);
     for (int conn = 0; conn < 20; ++conn) {
         RawConnection raw(d.socket());
@@ -628,7 +722,178 @@ TEST_CASE("bad input: random garbage from many clients", "[daemon][bad]") {
         }
         (void)raw.send(junk);
     }
-    check_serving(d);
+    by.check();
+}
+
+namespace {
+
+// Makes ftruncate() to any length beyond the log header (16 bytes) fail
+// with EIO in the calling thread and in every process it starts from now
+// on: pvkit-stored then cannot cut a failed append back. Its other
+// truncations (a fresh log to 0, compaction to the header) still work. A
+// seccomp filter cannot be removed, so callers use a thread of their own.
+void deny_log_cut_back_in_this_thread() {
+    auto stmt = [](std::uint32_t code, std::uint32_t k) {
+        return sock_filter{static_cast<std::uint16_t>(code), 0, 0, k};
+    };
+    auto jump = [](std::uint32_t code, std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
+        return sock_filter{static_cast<std::uint16_t>(code), jt, jf, k};
+    };
+    constexpr std::uint32_t kLength = offsetof(seccomp_data, args) + sizeof(std::uint64_t);
+    constexpr std::uint32_t kFail = SECCOMP_RET_ERRNO | (EIO & SECCOMP_RET_DATA);
+    std::array code = {
+        stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_ftruncate, 1, 0),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        // The 64-bit length: its upper half (little-endian), then its lower.
+        stmt(BPF_LD | BPF_W | BPF_ABS, kLength + 4),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0),
+        stmt(BPF_RET | BPF_K, kFail),
+        stmt(BPF_LD | BPF_W | BPF_ABS, kLength),
+        jump(BPF_JMP | BPF_JGT | BPF_K, 16, 0, 1),
+        stmt(BPF_RET | BPF_K, kFail),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
+    // No new privileges is what lets an unprivileged process install a filter.
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        pvkit::throw_errno("prctl PR_SET_NO_NEW_PRIVS");
+    if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        pvkit::throw_errno("prctl PR_SET_SECCOMP");
+}
+
+// pvkit-stored started from a thread that carries the filter above and stays
+// alive while the daemon runs (the tests' children get SIGKILL when the
+// thread that forked them ends). The daemon ignores SIGXFSZ (inherited), so
+// a file size limit makes its writes fail with EFBIG instead of killing it.
+class DaemonWithoutCutBack {
+public:
+    DaemonWithoutCutBack() {
+        struct sigaction ignore {};
+        ignore.sa_handler = SIG_IGN;
+        struct sigaction old {};
+        if (::sigaction(SIGXFSZ, &ignore, &old) != 0)
+            pvkit::throw_errno("sigaction SIGXFSZ");
+        std::future<void> started = m_started.get_future();
+        m_thread = std::thread([this] {
+            try {
+                deny_log_cut_back_in_this_thread();
+                m_daemon.emplace();
+            } catch (...) {
+                m_started.set_exception(std::current_exception());
+                return;
+            }
+            m_started.set_value();
+            m_release.get_future().wait();
+        });
+        try {
+            started.get();
+        } catch (...) {
+            (void)::sigaction(SIGXFSZ, &old, nullptr);
+            m_thread.join();
+            throw;
+        }
+        (void)::sigaction(SIGXFSZ, &old, nullptr);
+    }
+    DaemonWithoutCutBack(const DaemonWithoutCutBack&) = delete;
+    DaemonWithoutCutBack& operator=(const DaemonWithoutCutBack&) = delete;
+    DaemonWithoutCutBack(DaemonWithoutCutBack&&) = delete;
+    DaemonWithoutCutBack& operator=(DaemonWithoutCutBack&&) = delete;
+    ~DaemonWithoutCutBack() {
+        if (m_daemon->running())
+            m_daemon->kill9();
+        release();
+    }
+    // Kills it and starts it again from the calling thread: without the
+    // filter and without a size limit.
+    void kill9_and_restart_normally() {
+        m_daemon->kill9();
+        release();
+        m_daemon->start();
+    }
+    Daemon& daemon() { return *m_daemon; }
+
+private:
+    void release() {
+        if (!m_thread.joinable())
+            return;
+        m_release.set_value();
+        m_thread.join();
+    }
+
+    std::optional<Daemon> m_daemon;
+    std::promise<void> m_started;
+    std::promise<void> m_release;
+    std::thread m_thread;
+};
+
+// The process at the other end of a client's connection.
+pid_t peer_pid(StoreClient& c) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(c.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        pvkit::throw_errno("getsockopt SO_PEERCRED");
+    return cred.pid;
+}
+
+void set_file_size_limit(pid_t pid, rlim_t soft) {
+    rlimit old{};
+    if (::prlimit(pid, RLIMIT_FSIZE, nullptr, &old) != 0)
+        pvkit::throw_errno("prlimit");
+    rlimit lim{soft, old.rlim_max};
+    if (::prlimit(pid, RLIMIT_FSIZE, &lim, nullptr) != 0)
+        pvkit::throw_errno("prlimit RLIMIT_FSIZE");
+}
+
+} // namespace
+
+TEST_CASE("a torn append that cannot be cut back latches the log: writes EIO, reads work",
+          "[daemon][persist][latch]") {
+    DaemonWithoutCutBack guarded;
+    Daemon& d = guarded.daemon();
+    StoreClient c = d.client();
+    REQUIRE(c.write("/kept/a", "1").ok());
+    REQUIRE(c.write("/kept/b", "2").ok());
+    const std::filesystem::path log = d.data_dir() / "store.log";
+    const std::uintmax_t good = std::filesystem::file_size(log);
+
+    // The next record gets 5 bytes into the file, then EFBIG; cutting them
+    // off fails (the filter), so they stay: a torn record.
+    const pid_t pid = peer_pid(c);
+    set_file_size_limit(pid, static_cast<rlim_t>(good + 5));
+    CHECK(show(c.write("/lost/torn", "x")) == err(StoreError::kIo));
+    REQUIRE(std::filesystem::file_size(log) == good + 5);
+
+    // With the limit gone a write would succeed again, but it would go after
+    // the torn bytes and be dropped on replay: refused, and nothing written.
+    set_file_size_limit(pid, RLIM_INFINITY);
+    CHECK(show(c.write("/lost/after", "y")) == err(StoreError::kIo));
+    CHECK(show(c.mkdir("/lost/dir")) == err(StoreError::kIo));
+    StoreResult<TxId> tx = c.transaction_start();
+    REQUIRE(tx.ok());
+    CHECK(c.write("/lost/tx", "z", *tx).ok());
+    CHECK(show(c.transaction_end(*tx, true)) == err(StoreError::kIo));
+    CHECK(std::filesystem::file_size(log) == good + 5);
+    // Reads carry on, from this client and a new one.
+    CHECK(show(c.read("/kept/a")) == "1");
+    CHECK(show(c.read("/lost/after")) == err(StoreError::kNoEnt));
+    StoreClient other = d.client();
+    CHECK(show(other.read("/kept/b")) == "2");
+    CHECK(show(other.write("/lost/other", "w")) == err(StoreError::kIo));
+    REQUIRE(d.alive());
+
+    // A restart cuts the torn tail off; everything acknowledged is there,
+    // nothing refused is, and writes work again.
+    guarded.kill9_and_restart_normally();
+    StoreClient after = d.client();
+    CHECK(show(after.read("/kept/a")) == "1");
+    CHECK(show(after.read("/kept/b")) == "2");
+    CHECK(show(after.read("/lost")) == err(StoreError::kNoEnt));
+    CHECK(show(after.write("/new", "ok")) == "OK");
+    CHECK(std::filesystem::file_size(log) > good);
 }
 
 TEST_CASE("load: concurrent clients, nothing lost or reordered", "[daemon][load]") {
@@ -637,6 +902,16 @@ TEST_CASE("load: concurrent clients, nothing lost or reordered", "[daemon][load]
     constexpr int kWritesEach = 1000;
     constexpr int kCounters = 2;
     constexpr int kIncrementsEach = 150;
+    // A hang deadline, not a performance bound: all the work below takes a
+    // few seconds even under a sanitizer on a loaded machine. Every loop
+    // checks it, and no single call blocks for more than kWait, so a daemon
+    // that stops making progress fails the test here with a clear message
+    // instead of running into ctest's timeout.
+    constexpr std::chrono::seconds kDeadline{120};
+    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    auto past_deadline = [deadline] { return std::chrono::steady_clock::now() >= deadline; };
+    const std::string overdue =
+        " not done within the " + std::to_string(kDeadline.count()) + " s deadline";
 
     StoreClient watcher = d.client();
     REQUIRE(watcher.watch("/load", "w").ok());
@@ -657,6 +932,9 @@ TEST_CASE("load: concurrent clients, nothing lost or reordered", "[daemon][load]
         threads.emplace_back([&, w] {
             StoreClient c = d.client();
             for (int i = 0; i < kWritesEach; ++i) {
+                if (past_deadline())
+                    return fail("writer " + std::to_string(w) + ": write " + std::to_string(i) +
+                                overdue);
                 std::string p = "/load/c" + std::to_string(w) + "/" + std::to_string(i);
                 if (!c.write(p, std::to_string(i)).ok())
                     return fail("write " + p);
@@ -676,6 +954,8 @@ TEST_CASE("load: concurrent clients, nothing lost or reordered", "[daemon][load]
                 for (int attempt = 0;; ++attempt) {
                     if (attempt == 100000)
                         return fail("counter: no progress");
+                    if (past_deadline())
+                        return fail("counter: increment " + std::to_string(i) + overdue);
                     StoreResult<TxId> tx = c.transaction_start();
                     if (!tx)
                         return fail("transaction_start");
@@ -702,7 +982,13 @@ TEST_CASE("load: concurrent clients, nothing lost or reordered", "[daemon][load]
     REQUIRE(first.ok());
     CHECK(first->path == "/load");
     for (int n = 0; n < kWriters * kWritesEach; ++n) {
-        auto e = watcher.wait_for_event(kWait);
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            FAIL_CHECK("watch event " << n << " of " << kWriters * kWritesEach << overdue);
+            break;
+        }
+        auto e = watcher.wait_for_event(std::min(left, std::chrono::milliseconds(kWait)));
         if (!e) {
             FAIL_CHECK("watch event " << n << ": " << to_string(e.error()));
             break;
@@ -716,11 +1002,13 @@ TEST_CASE("load: concurrent clients, nothing lost or reordered", "[daemon][load]
         REQUIRE(i == next[static_cast<std::size_t>(w)]);
         ++next[static_cast<std::size_t>(w)];
     }
+    // The threads check the deadline between calls, so they end within
+    // kWait of it.
     for (std::thread& t : threads)
         t.join();
-    CHECK(failures.empty());
     for (const std::string& f : failures)
         UNSCOPED_INFO(f);
+    CHECK(failures.empty());
 
     StoreClient c = d.client();
     for (int w = 0; w < kWriters; ++w) {
@@ -734,6 +1022,8 @@ TEST_CASE("load: concurrent clients, nothing lost or reordered", "[daemon][load]
     // Nothing else was queued for the watcher.
     auto extra = watcher.wait_for_event(std::chrono::milliseconds(0));
     CHECK(!extra.ok());
+    if (past_deadline())
+        FAIL("load test" << overdue);
 }
 
 TEST_CASE("the client reports a daemon that is gone", "[daemon][client]") {

@@ -12,6 +12,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <iostream>
 #include <stdexcept>
 #include <system_error>
 
@@ -472,6 +473,13 @@ std::unique_ptr<Persistence> Persistence::open(const PersistenceOptions& options
 Persistence::~Persistence() = default;
 
 bool Persistence::append(const ChangeSet& changes) {
+    if (m_broken) {
+        // Anything written now would land after the torn bytes that could
+        // not be cut off, and replay stops at those: it would be
+        // acknowledged and then lost. Refuse every change instead.
+        errno = EIO;
+        return false;
+    }
     std::string body = encode_changes(m_seq + 1, changes);
     std::string rec;
     rec.reserve(kRecordHeaderSize + body.size());
@@ -480,11 +488,25 @@ bool Persistence::append(const ChangeSet& changes) {
     rec += body;
     if (!write_all(m_log.get(), rec)) {
         // Take back whatever part made it, so the next record starts on a
-        // record boundary; if even that fails, replay stops at the torn
-        // record and nothing after it was acknowledged.
+        // record boundary. If even that fails, replay stops at the torn
+        // record, so the log is latched broken: nothing after it may be
+        // acknowledged.
         int saved = errno;
-        if (::ftruncate(m_log.get(), static_cast<off_t>(m_log_size)) == 0)
-            (void)::lseek(m_log.get(), static_cast<off_t>(m_log_size), SEEK_SET);
+        const char* step = "ftruncate";
+        bool cut = ::ftruncate(m_log.get(), static_cast<off_t>(m_log_size)) == 0;
+        if (cut) {
+            step = "lseek";
+            cut = ::lseek(m_log.get(), static_cast<off_t>(m_log_size), SEEK_SET) >= 0;
+        }
+        if (!cut) {
+            int cut_errno = errno;
+            m_broken = true;
+            std::cerr
+                << "pvkit-stored: " << (m_options.data_dir / kLogName).string()
+                << ": append failed (" << std::strerror(saved) << ") and the partial record could "
+                << "not be cut off (" << step << ": " << std::strerror(cut_errno)
+                << "); refusing every further change with EIO until restart (reads still work)\n";
+        }
         errno = saved;
         return false;
     }

@@ -78,7 +78,11 @@ public:
     ~Persistence() override;
 
     // Journal: writes one record. On a failed or short write the log is cut
-    // back to where it was and false is returned.
+    // back to where it was and false is returned. If cutting it back fails
+    // too, the log is latched broken (one line on stderr): every later
+    // append fails with EIO without touching the file, because a record
+    // after the torn bytes would be acknowledged and then dropped on
+    // replay. Only a restart (which cuts the torn tail off) clears it.
     [[nodiscard]] bool append(const ChangeSet& changes) override;
 
     // Makes every record appended so far durable as the policy says (one
@@ -101,6 +105,8 @@ public:
     [[nodiscard]] std::uint64_t log_bytes() const { return m_log_size; }
     [[nodiscard]] std::uint64_t compactions() const { return m_compactions; }
     [[nodiscard]] std::uint64_t syncs() const { return m_syncs; }
+    // Whether a failed append could not be taken back (see append()).
+    [[nodiscard]] bool broken() const { return m_broken; }
 
 private:
     explicit Persistence(const PersistenceOptions& options) : m_options(options) {}
@@ -112,6 +118,7 @@ private:
     std::uint64_t m_compact_at = 0; // log size that triggers the next compaction
     std::uint64_t m_seq = 0;
     bool m_dirty = false;
+    bool m_broken = false;
     std::uint64_t m_compactions = 0;
     std::uint64_t m_syncs = 0;
 };
