@@ -9,6 +9,12 @@
 // The bytes travel through a StoreTransport. connect() makes one over the
 // daemon's Unix socket; the guest store ring can provide another, so the
 // same client code serves host processes and guests.
+//
+// Reconnection is opt-in (set_reconnect_policy()): a client made by
+// connect() can redial its socket after the daemon restarts and restore
+// what the connection had (its restriction, its watches). See
+// docs/store.md, "Reconnecting", for what happens to transactions and to a
+// request that was in flight when the connection dropped.
 #pragma once
 
 #include <pvkit/abi.h>
@@ -18,9 +24,11 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "pvkit/store/error.hpp"
@@ -57,6 +65,29 @@ public:
     [[nodiscard]] virtual int native_handle() const { return -1; }
 };
 
+// How a client made by StoreClient::connect() recovers from a lost
+// connection (end of stream, ECONNRESET, EPIPE, ENOTCONN, or a call made
+// after an earlier failure closed the connection).
+struct ReconnectPolicy {
+    // How long one recovery may take, from the moment the loss is seen;
+    // then the call fails with kNotConn (reconnect_stats().last_error says
+    // why). Every call that finds the connection down starts a new one.
+    std::chrono::milliseconds deadline{10000};
+    // Pause after the first failed dial; doubled after each further
+    // failure up to max_backoff, and never past the deadline.
+    std::chrono::milliseconds initial_backoff{10};
+    std::chrono::milliseconds max_backoff{500};
+};
+
+// Counters for tests and diagnostics.
+struct ReconnectStats {
+    std::uint64_t reconnects = 0;    // connections re-established and restored
+    std::uint64_t dial_failures = 0; // dials that failed (each one is retried until the deadline)
+    std::uint64_t resent = 0;        // requests sent again on a new connection
+    std::uint64_t lost_transactions = 0; // transactions open when a connection dropped
+    std::string last_error;          // why the last dial or restore failed, "" if none did
+};
+
 // `path` if not empty, else $PVKIT_STORE_SOCKET if set and not empty, else
 // kDefaultSocketPath.
 [[nodiscard]] std::string resolve_socket_path(std::string_view path);
@@ -81,6 +112,12 @@ public:
     // How long a call waits for its reply (default 30 s). After a timeout
     // the connection is closed: a late reply would be out of step.
     void set_reply_timeout(std::chrono::milliseconds timeout) { m_reply_timeout = timeout; }
+
+    // Enables (or with nullopt disables, the default) reconnection. Only a
+    // client made by connect() knows where to redial: for any other,
+    // enabling fails with kInval.
+    [[nodiscard]] StoreResult<void> set_reconnect_policy(std::optional<ReconnectPolicy> policy);
+    [[nodiscard]] const ReconnectStats& reconnect_stats() const { return m_stats; }
 
     [[nodiscard]] StoreResult<std::string> read(std::string_view path, TxId tx = 0);
     [[nodiscard]] StoreResult<void> write(std::string_view path, std::string_view value, TxId tx = 0);
@@ -109,7 +146,9 @@ public:
     [[nodiscard]] StoreResult<std::string> get_domain_path(pvkit_domid_t domid);
 
     // Sends any request and returns its reply (an ERROR reply becomes its
-    // error). For tools and tests that speak the protocol directly.
+    // error). For tools and tests that speak the protocol directly. Every
+    // other call goes through here, so watches, the restriction and open
+    // transactions set this way are restored (or failed) on reconnect too.
     [[nodiscard]] StoreResult<Message> request(std::uint32_t type, std::string payload,
                                                std::uint32_t tx_id = 0);
 
@@ -119,22 +158,51 @@ public:
     // connected). Each call decodes everything the daemon has sent so far,
     // so when the descriptor is not readable and queued_events() is 0 there
     // is nothing to do; otherwise call wait_for_event(0ms) until it says
-    // kTimedOut.
+    // kTimedOut. With a reconnect policy the descriptor changes when the
+    // client reconnects: fetch it again after each call.
     [[nodiscard]] int native_handle() const;
 
 private:
+    // How far a request got when its connection dropped.
+    enum class Lost { kNo, kBeforeSend, kAfterSend };
+
     StoreResult<std::string> call(std::uint32_t type, std::string payload, std::uint32_t tx_id);
     StoreResult<void> call_ok(std::uint32_t type, std::string payload, std::uint32_t tx_id);
     // Reads from the transport until a non-event message is decoded or
     // `deadline` passes; events met on the way are queued.
     StoreResult<std::optional<Message>> pump(Clock::time_point deadline, bool want_reply);
     void drop_connection();
+    // One request and its reply on the current connection, no recovery.
+    // `lost` says whether a failure was the connection going away.
+    StoreResult<Message> exchange(std::uint32_t type, const std::string& payload,
+                                  std::uint32_t tx_id, Clock::time_point deadline, Lost& lost);
+    // Dials until connected and restored or `deadline` passes.
+    StoreResult<void> reconnect(Clock::time_point deadline);
+    // Restores the restriction and the watches on a fresh connection.
+    StoreResult<void> restore(Clock::time_point deadline, Lost& lost);
+    // Keeps track of the connection state a reconnect must restore.
+    void note_reply(std::uint32_t type, const std::string& payload, std::uint32_t tx_id,
+                    const StoreResult<Message>& reply);
 
     std::unique_ptr<StoreTransport> m_transport;
     FrameDecoder m_decoder;
     std::deque<WatchEvent> m_events;
     std::uint32_t m_next_req = 1;
     std::chrono::milliseconds m_reply_timeout{30000};
+
+    // Where connect() dialed; empty for a client given its transport.
+    std::string m_socket_path;
+    std::optional<ReconnectPolicy> m_policy;
+    ReconnectStats m_stats;
+    // What the connection holds, restored on reconnect: the "restrict"
+    // CONTROL payload the daemon accepted (sent again first), then the
+    // watches in the order they were set.
+    std::optional<std::string> m_restrict;
+    std::vector<std::pair<std::string, std::string>> m_watches; // (path, token)
+    std::set<TxId> m_open_txs;
+    // Transactions that died with an earlier connection: their requests
+    // fail with kAgain until the caller ends them.
+    std::set<TxId> m_lost_txs;
 };
 
 } // namespace pvkit::store
