@@ -58,6 +58,21 @@ StoreClient connect_store(const Common& c) {
     throw std::runtime_error(what + ": " + std::string(store::to_string(e)));
 }
 
+// Runs attach_device; a device that is there already (or a domain that went
+// away meanwhile) is refused with the store untouched.
+void attach(StoreClient& client, const std::string& dom, pvkit_domid_t domid,
+            const ts::DeviceRef& device, const std::vector<ts::StoreOp>& ops, const char* command) {
+    auto r = ts::attach_device(client, domid, device, ops);
+    if (r)
+        return;
+    if (r.error() == store::StoreError::kExist)
+        throw std::runtime_error("domain " + dom + " already has " + ts::to_string(device.kind) +
+                                 " " + std::to_string(device.devid));
+    if (r.error() == store::StoreError::kNoEnt)
+        throw std::runtime_error(std::string(command) + ": domain " + dom + " no longer exists");
+    store_failure(command, r.error());
+}
+
 std::chrono::milliseconds to_ms(double seconds) {
     return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0));
 }
@@ -80,8 +95,16 @@ nlohmann::json to_json(const ts::DomainSummary& d) {
                         {"frontend_state", state_name(dev.frontend_state)},
                         {"backend_state", state_name(dev.backend_state)},
                         {"detail", dev.detail}});
-    nlohmann::json j = {{"domid", d.domid}, {"name", d.name},  {"type", d.type},
-                        {"memory_kib", d.memory_kib}, {"devices", devs}};
+    // memory_kib is the domain's memory/target, null where there is none
+    // (a host-process domain).
+    nlohmann::json memory = nullptr;
+    if (d.memory_kib)
+        memory = *d.memory_kib;
+    nlohmann::json j = {{"domid", d.domid},
+                        {"name", d.name},
+                        {"type", d.type},
+                        {"memory_kib", memory},
+                        {"devices", devs}};
     if (d.pid)
         j["pid"] = *d.pid;
     return j;
@@ -352,8 +375,9 @@ void add_list(CLI::App& app) {
                     "devices", "pid");
         for (const auto& d : all.value())
             std::printf("%-6u %-24s %-13s %-10s %-7zu %s\n", static_cast<unsigned>(d.domid),
-                        d.name.c_str(), d.type.c_str(), d.memory_kib.c_str(), d.devices.size(),
-                        d.pid ? std::to_string(*d.pid).c_str() : "-");
+                        d.name.c_str(), d.type.c_str(),
+                        d.memory_kib ? std::to_string(*d.memory_kib).c_str() : "-",
+                        d.devices.size(), d.pid ? std::to_string(*d.pid).c_str() : "-");
     });
 }
 
@@ -487,8 +511,7 @@ void add_block_attach(CLI::App& app) {
         auto ops = ts::disk_attach_ops(domid, *parsed.value, ts::BlkbackOptions{});
         if (!ops)
             throw std::runtime_error(ts::to_string(ops.error()));
-        if (auto r = ts::attach_device(client, ops.value()); !r)
-            store_failure("block-attach", r.error());
+        attach(client, a->dom, domid, ts::device_ref(*parsed.value), ops.value(), "block-attach");
         std::printf("vbd %u (%s, mode %s) attached to domain %s (domid %u)\n",
                     ts::device_ref(*parsed.value).devid, a->path.c_str(), a->mode.c_str(),
                     a->dom.c_str(), static_cast<unsigned>(domid));
@@ -535,8 +558,7 @@ void add_network_attach(CLI::App& app) {
         auto ops = ts::nic_attach_ops(domid, *parsed.value, ts::NetbackOptions{});
         if (!ops)
             throw std::runtime_error(ts::to_string(ops.error()));
-        if (auto r = ts::attach_device(client, ops.value()); !r)
-            store_failure("network-attach", r.error());
+        attach(client, a->dom, domid, ts::device_ref(*parsed.value), ops.value(), "network-attach");
         std::printf("vif %u attached to domain %s (domid %u)\n", a->devid, a->dom.c_str(),
                     static_cast<unsigned>(domid));
     });

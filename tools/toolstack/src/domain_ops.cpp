@@ -1,6 +1,8 @@
 #include "pvkit/toolstack/domain_ops.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <string>
 
 #include "pvkit/store/perms.hpp"
@@ -136,8 +138,14 @@ StoreResult<DomainSummary> describe_domain(StoreClient& client, pvkit_domid_t do
     s.name = name->value_or("");
     if (auto t = read_optional(client, home + "/type"); t)
         s.type = t->value_or("");
-    if (auto m = read_optional(client, home + "/memory/target"); m)
-        s.memory_kib = m->value_or("");
+    if (auto m = read_optional(client, home + "/memory/target"); m && m->has_value()) {
+        // A decimal KiB count; anything else is left out.
+        const std::string& text = **m;
+        std::uint64_t kib = 0;
+        const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), kib);
+        if (!text.empty() && err == std::errc() && end == text.data() + text.size())
+            s.memory_kib = kib;
+    }
     if (auto p = read_optional(client, home + "/pid"); p && p->has_value()) {
         // A pid is a positive decimal; anything else is left out.
         const std::string& text = **p;
@@ -208,8 +216,27 @@ StoreResult<pvkit_domid_t> find_domain(StoreClient& client, std::string_view nam
     return Unexpected{StoreError::kNoEnt};
 }
 
-StoreResult<void> attach_device(StoreClient& client, std::span<const StoreOp> ops) {
-    return in_transaction(client, [&](TxId tx) { return apply_ops(client, ops, tx); });
+StoreResult<void> attach_device(StoreClient& client, pvkit_domid_t domid, const DeviceRef& device,
+                                std::span<const StoreOp> ops) {
+    const std::string front = frontend_path(domid, device.kind, device.devid);
+    const std::string back = backend_path(device.backend_domid, domid, device.kind, device.devid);
+    return in_transaction(client, [&](TxId tx) -> StoreResult<void> {
+        // Checked in the transaction that writes, so a racing attach or
+        // destroy makes the commit conflict instead of slipping in between.
+        auto name = read_optional(client, domain_path(domid) + "/name", tx);
+        if (!name)
+            return fail(name.error());
+        if (!name->has_value())
+            return fail(StoreError::kNoEnt);
+        for (const std::string& dir : {front, back}) {
+            auto there = read_optional(client, dir, tx);
+            if (!there)
+                return fail(there.error());
+            if (there->has_value())
+                return fail(StoreError::kExist);
+        }
+        return apply_ops(client, ops, tx);
+    });
 }
 
 StoreResult<bool> detach_device(StoreClient& client, pvkit_domid_t domid, const DeviceRef& device,
@@ -223,9 +250,11 @@ StoreResult<bool> detach_device(StoreClient& client, pvkit_domid_t domid, const 
                               std::to_string(device.devid);
     if (auto w = client.watch(state_path, token); !w)
         return Unexpected{w.error()};
-    if (auto r = attach_device(client, close.value()); !r) {
+    auto closing =
+        in_transaction(client, [&](TxId tx) { return apply_ops(client, close.value(), tx); });
+    if (!closing) {
         (void)client.unwatch(state_path, token);
-        return Unexpected{r.error()};
+        return Unexpected{closing.error()};
     }
     // Wait for the backend to say Closed. Events for other watches of this
     // client are not ours; the state is re-read on every event.

@@ -59,21 +59,27 @@ struct DomainSummary {
     pvkit_domid_t domid = 0;
     std::string name;
     std::string type;
-    std::string memory_kib;
+    std::optional<std::uint64_t> memory_kib; // memory/target; none for host-process domains
     std::optional<pid_t> pid;
     std::vector<DeviceStatus> devices;
 };
 
 // Every domain under /local/domain except domain 0, by domid. Values are
-// reported as the store holds them; unparsable ones are left empty.
+// reported as the store holds them; unparsable ones (pid, memory target)
+// are left empty.
 StoreResult<std::vector<DomainSummary>> list_domains(StoreClient& client);
 StoreResult<DomainSummary> describe_domain(StoreClient& client, pvkit_domid_t domid);
 
 // A domid given as a number or a domain name; kNoEnt if there is none.
 StoreResult<pvkit_domid_t> find_domain(StoreClient& client, std::string_view name_or_domid);
 
-// Hot-plug: writes the device's nodes in one transaction.
-StoreResult<void> attach_device(StoreClient& client, std::span<const StoreOp> ops);
+// Hot-plug: writes the device's nodes (`ops`, from disk_attach_ops or
+// nic_attach_ops for `device`) in one transaction. In that transaction it
+// checks that the domain still exists (else kNoEnt) and that neither the
+// device's frontend nor its backend directory does (else kExist); either
+// error leaves the store unchanged.
+StoreResult<void> attach_device(StoreClient& client, pvkit_domid_t domid, const DeviceRef& device,
+                                std::span<const StoreOp> ops);
 
 // The teardown dance from docs/handshake.md: online = 0 and state Closing
 // on the backend, wait until the backend says Closed (or `timeout`), then
