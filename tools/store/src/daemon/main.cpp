@@ -10,6 +10,7 @@
 #include <boost/asio.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -36,6 +37,8 @@ struct DaemonOptions {
     bool foreground = false;
     int ready_fd = -1;
     std::size_t compact_bytes = std::size_t{4} << 20;
+    // See serve(); measured with `pvkit bench store` (docs/store.md).
+    unsigned spin_us = 20;
     ServerOptions server;
     StoreLimits limits;
 };
@@ -128,6 +131,31 @@ void daemonize() {
         ::close(devnull);
 }
 
+// Runs the event loop until the server stops. With `spin` > 0, an idle
+// loop keeps polling (epoll_wait with a zero timeout) for that long after
+// its last piece of work before it sleeps: a client that sends its next
+// request within the spin is served without the daemon's ~20 us wakeup
+// (docs/machine-notes.md), at the price of a core spent polling.
+void serve(boost::asio::io_context& io, std::chrono::microseconds spin) {
+    if (spin.count() == 0) {
+        io.run();
+        return;
+    }
+    using clock = std::chrono::steady_clock;
+    auto last_work = clock::now();
+    while (!io.stopped()) {
+        if (io.poll() > 0) {
+            last_work = clock::now();
+            continue;
+        }
+        if (clock::now() - last_work < spin)
+            continue;
+        if (io.run_one() == 0)
+            break; // stopped, or out of work
+        last_work = clock::now();
+    }
+}
+
 int run(DaemonOptions& o) {
     // Paths are made absolute before a background daemon leaves its cwd.
     std::string socket_path = fs::absolute(o.socket_path).string();
@@ -146,6 +174,9 @@ int run(DaemonOptions& o) {
 
     UniqueFd listen_fd = bind_socket(socket_path);
     ::signal(SIGPIPE, SIG_IGN);
+    // A file-size limit must fail the log write (EIO to the client, the
+    // log latched broken) rather than kill the daemon.
+    ::signal(SIGXFSZ, SIG_IGN);
     if (!o.foreground)
         daemonize();
 
@@ -168,7 +199,7 @@ int run(DaemonOptions& o) {
             std::cerr << "pvkit-stored: --ready-fd " << o.ready_fd << ": " << std::strerror(errno) << "\n";
         ::close(o.ready_fd);
     }
-    io.run();
+    serve(io, std::chrono::microseconds(o.spin_us));
 
     // A clean stop leaves a fresh snapshot and an empty log behind.
     persistence->sync();
@@ -204,6 +235,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0, 1 << 20));
     app.add_option("--compact-bytes", o.compact_bytes, "Compact the log into a snapshot beyond this size")
         ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 34))
+        ->capture_default_str();
+    app.add_option("--spin-us", o.spin_us,
+                   "Poll this long for more work before sleeping (0: sleep at once)")
+        ->check(CLI::Range(0U, 1000000U))
         ->capture_default_str();
     app.add_option("--max-output-bytes", o.server.max_output_bytes,
                    "Disconnect a client with more than this many bytes queued for it")
