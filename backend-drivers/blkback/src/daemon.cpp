@@ -54,6 +54,11 @@ constexpr int kTransactionRetries = 16; // docs/handshake.md, ordering rule 3
 constexpr std::size_t kMaxHandoffClients = 32;
 constexpr std::chrono::seconds kHandoffClientTimeout{5};
 constexpr std::chrono::milliseconds kTick{200};
+// A lost store is dialled again from the loop's tick, one dial at a time
+// (docs/blkback.md, "Store restarts"): first at the next tick, then with
+// the pause doubling up to kStoreRetryMax.
+constexpr std::chrono::milliseconds kStoreRetryFirst{200};
+constexpr std::chrono::milliseconds kStoreRetryMax{2000};
 // The data path spins at most this long before going through epoll_wait
 // once (docs/blkback.md, "Event loop").
 constexpr std::chrono::milliseconds kMaxSpinRun{1};
@@ -133,6 +138,9 @@ struct Device {
     DeviceCounters published;
     bool published_once = false;
     Clock::time_point last_publish{};
+    // Nodes written while the store was away (or whose write's outcome the
+    // loss left unknown), written again once it is back; later values win.
+    std::map<std::string, std::string> unsaved;
 };
 
 struct HandoffClient {
@@ -207,7 +215,16 @@ private:
     void drain_store_events();
     void handle_store_event(const pvkit::store::WatchEvent& e);
     void rescan();
-    void fatal_store(const char* what, StoreError e);
+    // The connection is gone and one dial failed: keep serving the rings,
+    // stop using the store, and dial again from tick().
+    void store_lost(const char* what, StoreError e);
+    // The client reconnected (from tick() or inside a call): watch the new
+    // descriptor and look at everything again.
+    void store_back();
+    // After store calls: notices a loss or a reconnect made inside a call.
+    void check_store();
+    void try_store_reconnect();
+    void flush_unsaved();
 
     // ---- devices ------------------------------------------------------------
     Device* find_device(pvkit_domid_t domid, std::uint32_t devid);
@@ -251,6 +268,15 @@ private:
     DaemonOptions m_options;
     std::unique_ptr<StoreClient> m_store;
     int m_store_fd = -1;
+    // Store reconnection (docs/blkback.md, "Store restarts").
+    bool m_store_down = false;
+    bool m_store_resync = false; // publish statistics once the store is back
+    std::uint64_t m_seen_reconnects = 0;
+    std::uint64_t m_store_losses = 0;
+    Clock::time_point m_store_lost_at{};
+    Clock::time_point m_store_retry_at{};
+    std::chrono::milliseconds m_store_backoff{kStoreRetryFirst};
+    std::string m_store_last_reason;
     UniqueFd m_epoll;
     UniqueFd m_listen;
     UniqueFd m_signal;
@@ -278,6 +304,15 @@ Daemon::Impl::Impl(DaemonOptions options) : m_options(std::move(options)) {
     m_store_fd = client->native_handle();
     m_store = std::make_unique<StoreClient>(std::move(client.value()));
     m_store->set_reply_timeout(std::chrono::seconds(10));
+    // Reconnect with a deadline of zero: a call that finds the connection
+    // lost dials once and fails at once if no daemon answers, so the loop
+    // (which serves the rings too) never sleeps in a redial. tick() dials
+    // again with its own backoff, for as long as it takes.
+    pvkit::store::ReconnectPolicy policy;
+    policy.deadline = std::chrono::milliseconds(0);
+    if (auto p = m_store->set_reconnect_policy(policy); !p)
+        fail_startup("cannot enable store reconnection: " +
+                     std::string(pvkit::store::to_string(p.error())));
 
     m_epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
     if (!m_epoll.valid())
@@ -366,19 +401,111 @@ void Daemon::Impl::shutdown() {
 // ============================================================================
 // Store helpers
 
-void Daemon::Impl::fatal_store(const char* what, StoreError e) {
-    std::fprintf(stderr, "pvkit-blkback: store connection lost (%s: %s); exiting so a restart can take over\n",
-                 what, std::string(pvkit::store::to_string(e)).c_str());
-    m_stop = true;
-    m_exit_status = 1;
+void Daemon::Impl::store_lost(const char* what, StoreError e) {
+    if (m_store_down)
+        return;
+    m_store_down = true;
+    ++m_store_losses;
+    // The client closed the descriptor, which took it out of the epoll set.
+    m_store_fd = -1;
+    m_store_lost_at = Clock::now();
+    m_store_retry_at = m_store_lost_at + kStoreRetryFirst;
+    m_store_backoff = kStoreRetryFirst;
+    m_store_last_reason = m_store->reconnect_stats().last_error;
+    std::fprintf(stderr,
+                 "pvkit-blkback: store connection lost (%s: %s%s%s); %zu connected device(s) keep "
+                 "serving, reconnecting\n",
+                 what, std::string(pvkit::store::to_string(e)).c_str(),
+                 m_store_last_reason.empty() ? "" : ", ", m_store_last_reason.c_str(),
+                 m_by_serial.size());
+}
+
+void Daemon::Impl::store_back() {
+    const auto& stats = m_store->reconnect_stats();
+    const bool was_down = m_store_down;
+    m_store_down = false;
+    m_seen_reconnects = stats.reconnects;
+    m_store_fd = m_store->native_handle();
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag(Source::kStore);
+    // The old descriptor left the set when it was closed; the new one may
+    // have the same number.
+    if (::epoll_ctl(m_epoll.get(), EPOLL_CTL_ADD, m_store_fd, &ev) != 0 &&
+        (errno != EEXIST || ::epoll_ctl(m_epoll.get(), EPOLL_CTL_MOD, m_store_fd, &ev) != 0))
+        std::fprintf(stderr, "pvkit-blkback: epoll_ctl (store): %s\n", std::strerror(errno));
+    const auto away =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m_store_lost_at);
+    const std::string how =
+        was_down ? ", away " + std::to_string(away.count()) + " ms" : ", within a call";
+    std::fprintf(stderr,
+                 "pvkit-blkback: store connection restored (reconnect %llu, %llu failed "
+                 "dial(s)%s); re-reading %s\n",
+                 static_cast<unsigned long long>(stats.reconnects),
+                 static_cast<unsigned long long>(stats.dial_failures), how.c_str(), kBackendRoot);
+    // The watches fired again on the new connection; what changed while
+    // there was no daemon is found by looking at everything.
+    m_rescan = true;
+    for (auto& [key, dev] : m_devices)
+        dev->dirty = true;
+    m_store_resync = true;
+}
+
+void Daemon::Impl::check_store() {
+    if (m_store_down)
+        return;
+    if (!m_store->connected())
+        store_lost("connection", StoreError::kNotConn);
+    else if (m_store->reconnect_stats().reconnects != m_seen_reconnects)
+        store_back();
+}
+
+void Daemon::Impl::try_store_reconnect() {
+    const auto now = Clock::now();
+    if (now < m_store_retry_at)
+        return;
+    // With the connection closed this dials once (the policy's deadline is
+    // zero) and, on success, restores the watches, whose events it queues.
+    auto e = m_store->wait_for_event(std::chrono::milliseconds(0));
+    if (m_store->connected()) {
+        store_back();
+        if (e)
+            handle_store_event(*e);
+        return;
+    }
+    m_store_retry_at = now + m_store_backoff;
+    m_store_backoff = std::min(m_store_backoff * 2, kStoreRetryMax);
+    const std::string& why = m_store->reconnect_stats().last_error;
+    if (why != m_store_last_reason) {
+        m_store_last_reason = why;
+        std::fprintf(stderr, "pvkit-blkback: store still unreachable: %s; retrying\n", why.c_str());
+    }
+}
+
+void Daemon::Impl::flush_unsaved() {
+    for (auto& [key, dev] : m_devices) {
+        if (m_store_down)
+            return;
+        if (dev->phase == Phase::kDropping)
+            dev->unsaved.clear(); // its directory is gone: nothing to write
+        if (dev->unsaved.empty())
+            continue;
+        std::vector<std::pair<std::string, std::string>> nodes(dev->unsaved.begin(),
+                                                               dev->unsaved.end());
+        dev->unsaved.clear();
+        // Lost again: write_device_nodes keeps them. Directory gone: dropped.
+        write_device_nodes(*dev, nodes);
+    }
 }
 
 std::optional<std::string> Daemon::Impl::read_node(const std::string& path) {
+    if (m_store_down)
+        return std::nullopt;
     auto r = m_store->read(path);
     if (r)
         return std::move(r.value());
     if (r.error() != StoreError::kNoEnt && r.error() != StoreError::kAccess && !m_store->connected())
-        fatal_store("read", r.error());
+        store_lost("read", r.error());
     return std::nullopt;
 }
 
@@ -392,14 +519,13 @@ XenbusState Daemon::Impl::read_state(const std::string& path) {
 
 void Daemon::Impl::drain_store_events() {
     for (;;) {
-        if (!m_store->connected()) {
-            fatal_store("watch", StoreError::kNotConn);
+        if (m_store_down)
             return;
-        }
+        // A connection found lost here is dialled once, at once.
         auto e = m_store->wait_for_event(std::chrono::milliseconds(0));
         if (!e) {
-            if (e.error() != StoreError::kTimedOut)
-                fatal_store("watch", e.error());
+            if (e.error() != StoreError::kTimedOut || !m_store->connected())
+                store_lost("watch", e.error());
             return;
         }
         handle_store_event(*e);
@@ -450,6 +576,8 @@ void Daemon::Impl::handle_store_event(const pvkit::store::WatchEvent& e) {
 }
 
 void Daemon::Impl::rescan() {
+    if (m_store_down)
+        return;
     m_rescan = false;
     std::vector<std::uint64_t> seen;
     auto domains = m_store->directory(kBackendRoot);
@@ -459,6 +587,11 @@ void Daemon::Impl::rescan() {
             if (!domid)
                 continue;
             auto devs = m_store->directory(std::string(kBackendRoot) + "/" + d);
+            if (!devs && !m_store->connected()) {
+                m_rescan = true; // a partial listing must not drop devices
+                store_lost("directory", devs.error());
+                return;
+            }
             if (!devs)
                 continue;
             for (const std::string& v : *devs) {
@@ -479,7 +612,8 @@ void Daemon::Impl::rescan() {
             }
         }
     } else if (!m_store->connected()) {
-        fatal_store("directory", domains.error());
+        m_rescan = true;
+        store_lost("directory", domains.error());
         return;
     }
     // Devices that were not listed are looked at again: reconcile notices
@@ -503,7 +637,7 @@ void Daemon::Impl::log(const Device& dev, const std::string& msg) {
 }
 
 void Daemon::Impl::watch_frontend(Device& dev) {
-    if (dev.watching_frontend)
+    if (dev.watching_frontend || m_store_down)
         return;
     if (m_store->watch(dev.frontend_dir + "/state", dev.frontend_token))
         dev.watching_frontend = true;
@@ -512,15 +646,28 @@ void Daemon::Impl::watch_frontend(Device& dev) {
 void Daemon::Impl::unwatch_frontend(Device& dev) {
     if (!dev.watching_frontend)
         return;
-    (void)m_store->unwatch(dev.frontend_dir + "/state", dev.frontend_token);
+    // While the store is away the client keeps the watch and sets it again
+    // on reconnect; its events then match no device and are ignored.
+    if (!m_store_down)
+        (void)m_store->unwatch(dev.frontend_dir + "/state", dev.frontend_token);
     dev.watching_frontend = false;
 }
 
 bool Daemon::Impl::write_device_nodes(Device& dev, const std::vector<std::pair<std::string, std::string>>& nodes) {
+    // Without a store the nodes wait for it (flush_unsaved()).
+    auto keep = [&](const char* what, StoreError e) {
+        for (const auto& [node, value] : nodes)
+            dev.unsaved[node] = value;
+        store_lost(what, e);
+        return false;
+    };
+    if (m_store_down)
+        return keep("transaction", StoreError::kNotConn);
     for (int attempt = 0; attempt < kTransactionRetries; ++attempt) {
         auto tx = m_store->transaction_start();
         if (!tx) {
-            fatal_store("transaction", tx.error());
+            if (!m_store->connected())
+                return keep("transaction", tx.error());
             return false;
         }
         // Reading the directory inside the transaction makes its removal
@@ -528,6 +675,10 @@ bool Daemon::Impl::write_device_nodes(Device& dev, const std::vector<std::pair<s
         auto listing = m_store->directory(dev.dir, *tx);
         if (!listing) {
             (void)m_store->transaction_end(*tx, false);
+            if (!m_store->connected())
+                return keep("directory", listing.error());
+            if (listing.error() == StoreError::kAgain)
+                continue; // the connection was lost and is back: start over
             return false;
         }
         for (const auto& [node, value] : nodes)
@@ -535,11 +686,12 @@ bool Daemon::Impl::write_device_nodes(Device& dev, const std::vector<std::pair<s
         auto end = m_store->transaction_end(*tx, true);
         if (end)
             return true;
-        if (end.error() != StoreError::kAgain) {
-            if (!m_store->connected())
-                fatal_store("transaction", end.error());
+        if (!m_store->connected())
+            return keep("transaction", end.error());
+        // kNotConn while connected: the commit's outcome is unknown and the
+        // client is connected again. Writing our own nodes again is harmless.
+        if (end.error() != StoreError::kAgain && end.error() != StoreError::kNotConn)
             return false;
-        }
     }
     return false;
 }
@@ -549,8 +701,15 @@ void Daemon::Impl::set_state(Device& dev, XenbusState state) {
 }
 
 void Daemon::Impl::reconcile_dirty() {
+    // Without the store nothing can be read: devices keep their phase (the
+    // connected ones keep serving) and are looked at once it is back.
+    if (m_store_down)
+        return;
+    flush_unsaved();
     if (m_rescan)
         rescan();
+    if (m_store_down)
+        return;
     // Bounded: each pass handles what is dirty now; a device that changes
     // phase is looked at again, at most a few times per pass.
     std::vector<std::uint64_t> keys;
@@ -565,7 +724,12 @@ void Daemon::Impl::reconcile_dirty() {
                 break;
             Device& dev = *it->second;
             dev.dirty = false;
-            if (!reconcile(dev))
+            const bool changed = reconcile(dev);
+            if (m_store_down) {
+                dev.dirty = true; // looked at again once the store is back
+                return;
+            }
+            if (!changed)
                 break;
         }
         auto it = m_devices.find(key);
@@ -624,6 +788,8 @@ bool Daemon::Impl::setup(Device& dev) {
         if (auto v = read_node(dev.dir + "/" + name))
             nodes.emplace(name, std::move(*v));
     }
+    if (m_store_down)
+        return false; // the caller keeps the phase: retried once the store is back
     auto cfg = parse_device_config(nodes, dev.domid, dev.devid, m_options.caps);
     if (!cfg) {
         fail_device(dev, "bad config: " + cfg.error().node + ": " + to_string(cfg.error().error),
@@ -656,11 +822,18 @@ bool Daemon::Impl::setup(Device& dev) {
     for (int attempt = 0; attempt < kTransactionRetries; ++attempt) {
         auto tx = m_store->transaction_start();
         if (!tx) {
-            fatal_store("transaction", tx.error());
+            if (!m_store->connected())
+                store_lost("transaction", tx.error());
+            dev.image.reset();
             return false;
         }
-        if (!m_store->directory(d, *tx)) {
+        if (auto listing = m_store->directory(d, *tx); !listing) {
             (void)m_store->transaction_end(*tx, false);
+            if (!m_store->connected()) {
+                store_lost("directory", listing.error());
+            } else if (listing.error() == StoreError::kAgain) {
+                continue; // the connection was lost and is back: start over
+            }
             dev.image.reset();
             return false; // removed meanwhile; the next event drops the device
         }
@@ -691,12 +864,16 @@ bool Daemon::Impl::setup(Device& dev) {
                          std::to_string(c.max_indirect_segments));
             return true;
         }
-        if (end.error() != StoreError::kAgain) {
-            if (!m_store->connected())
-                fatal_store("transaction", end.error());
-            else
-                log(dev, std::string("publishing features failed: ") +
-                             std::string(pvkit::store::to_string(end.error())));
+        if (!m_store->connected()) {
+            store_lost("transaction", end.error());
+            dev.image.reset();
+            return false;
+        }
+        // kNotConn while connected: outcome unknown, the client is connected
+        // again; the same transaction once more is harmless.
+        if (end.error() != StoreError::kAgain && end.error() != StoreError::kNotConn) {
+            log(dev, std::string("publishing features failed: ") +
+                         std::string(pvkit::store::to_string(end.error())));
             dev.image.reset();
             return false;
         }
@@ -712,6 +889,10 @@ void Daemon::Impl::connect(Device& dev) {
     std::vector<GrantRef> refs;
     std::uint32_t order = 0;
     auto fail = [&](const std::string& why) {
+        // Reads fail while the store is away: nothing is wrong with the
+        // frontend; connect again once the store is back.
+        if (m_store_down)
+            return;
         dev.handoff.reset();
         fail_device(dev, "cannot connect: " + why, XenbusState::kClosing);
         dev.phase = Phase::kClosing;
@@ -780,6 +961,10 @@ bool Daemon::Impl::reconcile(Device& dev) {
     auto online_text = read_node(dev.dir + "/online");
     if (!online_text) {
         auto listing = m_store->directory(dev.dir);
+        if (!listing && !m_store->connected()) {
+            store_lost("directory", listing.error());
+            return false;
+        }
         if (!listing && listing.error() == StoreError::kNoEnt) {
             // The toolstack removed the directory: drop the device at once
             // and write nothing (docs/handshake.md, teardown).
@@ -801,6 +986,8 @@ bool Daemon::Impl::reconcile(Device& dev) {
     const XenbusState ours = read_state(dev.dir + "/state");
     watch_frontend(dev);
     const XenbusState theirs = read_state(dev.frontend_dir + "/state");
+    if (m_store_down)
+        return false; // what was read is not the store's: decide nothing
     if (theirs != XenbusState::kInitialising)
         dev.failed_this_round = false;
 
@@ -815,7 +1002,7 @@ bool Daemon::Impl::reconcile(Device& dev) {
             break;
         }
         if (ours == XenbusState::kInitialising || ours == XenbusState::kUnknown) {
-            if (!setup(dev)) {
+            if (!setup(dev) && !m_store_down) {
                 dev.phase = Phase::kClosed;
                 dev.failed_this_round = true;
             }
@@ -832,7 +1019,7 @@ bool Daemon::Impl::reconcile(Device& dev) {
         if (ours != XenbusState::kClosed && ours != XenbusState::kUnknown)
             set_state(dev, XenbusState::kClosed); // e.g. the toolstack wrote Closing
         if (online && theirs == XenbusState::kInitialising && !dev.failed_this_round) {
-            if (!setup(dev))
+            if (!setup(dev) && !m_store_down)
                 dev.failed_this_round = true;
         }
         break;
@@ -963,6 +1150,10 @@ int Daemon::Impl::accept_handoff(int sock, HandoffRequest& req, std::string& why
     // Credentials: the peer must be the process the store says runs the domain.
     const std::string domain = "/local/domain/" + std::to_string(req.frontend_domid);
     auto pid_text = read_node(domain + "/pid");
+    if (m_store_down) {
+        why = "the store is unreachable (reconnecting); try again";
+        return EAGAIN;
+    }
     auto pid = pid_text ? parse_decimal(*pid_text, INT32_MAX) : std::nullopt;
     const pid_t peer = peer_pid(sock);
     if (!pid || peer <= 0 || static_cast<std::uint64_t>(peer) != *pid) {
@@ -974,6 +1165,10 @@ int Daemon::Impl::accept_handoff(int sock, HandoffRequest& req, std::string& why
     const std::string dir = std::string(kBackendRoot) + "/" + std::to_string(req.frontend_domid) + "/" +
                             std::to_string(req.devid);
     auto online = read_node(dir + "/online");
+    if (m_store_down) {
+        why = "the store is unreachable (reconnecting); try again";
+        return EAGAIN;
+    }
     if (dev == nullptr || dev->phase == Phase::kDropping || !online || *online != "1") {
         why = "no such device online in " + std::string(kBackendRoot);
         return ENODEV;
@@ -1168,10 +1363,16 @@ void Daemon::Impl::tick() {
             ++it;
         }
     }
+    if (m_store_down)
+        try_store_reconnect();
     publish_statistics(false);
 }
 
 void Daemon::Impl::publish_statistics(bool force) {
+    // While the store is away the counters go on; the change is published
+    // once it is back (m_store_resync).
+    if (m_store_down)
+        return;
     const auto now = Clock::now();
     for (auto& [key, dev] : m_devices) {
         if (dev->phase == Phase::kDropping || dev->phase == Phase::kNew)
@@ -1212,10 +1413,22 @@ void Daemon::Impl::print_statistics() {
             devices.push_back(d);
         }
         out["devices"] = devices;
+        const auto& rs = m_store->reconnect_stats();
+        out["store"] = {{"connected", !m_store_down},
+                        {"losses", m_store_losses},
+                        {"reconnects", rs.reconnects},
+                        {"dial_failures", rs.dial_failures}};
         std::printf("%s\n", out.dump().c_str());
         std::fflush(stdout);
         return;
     }
+    const auto& rs = m_store->reconnect_stats();
+    std::fprintf(stderr,
+                 "pvkit-blkback: store: %s, losses=%llu reconnects=%llu dial_failures=%llu\n",
+                 m_store_down ? "unreachable" : "connected",
+                 static_cast<unsigned long long>(m_store_losses),
+                 static_cast<unsigned long long>(rs.reconnects),
+                 static_cast<unsigned long long>(rs.dial_failures));
     for (auto& [key, dev] : m_devices) {
         std::string line;
         for (const auto& [name, value] : dev->counters.items()) {
@@ -1260,10 +1473,14 @@ int Daemon::Impl::run() {
             if (dev->conn->halted() && dev->phase == Phase::kConnected)
                 dev->dirty = true;
         }
-        bool dirty = m_rescan;
-        for (auto& [key, dev] : m_devices)
-            dirty = dirty || dev->dirty;
-        const int timeout = (more || dirty || m_store->queued_events() > 0) ? 0 : -1;
+        // Without the store, dirty devices wait for it (the tick dials again).
+        bool dirty = false;
+        if (!m_store_down) {
+            dirty = m_rescan || m_store->queued_events() > 0;
+            for (auto& [key, dev] : m_devices)
+                dirty = dirty || dev->dirty || !dev->unsaved.empty();
+        }
+        const int timeout = (more || dirty) ? 0 : -1;
         int n = ::epoll_wait(m_epoll.get(), events.data(), static_cast<int>(events.size()), timeout);
         if (n < 0 && errno != EINTR) {
             std::fprintf(stderr, "pvkit-blkback: epoll_wait: %s\n", std::strerror(errno));
@@ -1309,8 +1526,15 @@ int Daemon::Impl::run() {
             }
         }
         drain_store_events();
+        check_store();
         reconcile_dirty();
         drain_store_events();
+        check_store();
+        if (m_store_resync && !m_store_down) {
+            m_store_resync = false;
+            publish_statistics(true);
+            check_store();
+        }
     }
     shutdown();
     return m_exit_status;
