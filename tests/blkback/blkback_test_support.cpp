@@ -151,6 +151,16 @@ std::string frontend_dir(pvkit_domid_t domid, std::uint32_t devid) {
     return "/local/domain/" + std::to_string(domid) + "/device/vbd/" + std::to_string(devid);
 }
 
+DiskSpec image_disk(const Bench& b, pvkit_domid_t domid, const std::string& name,
+                    std::uint64_t bytes) {
+    DiskSpec s;
+    s.domid = domid;
+    s.devid = 51712;
+    s.image = b.image(name);
+    make_image(s.image, bytes);
+    return s;
+}
+
 void make_image(const std::string& path, std::uint64_t bytes, std::uint8_t fill) {
     UniqueFd fd(::open(path.c_str(), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600));
     if (!fd.valid())

@@ -90,6 +90,10 @@ std::string frontend_dir(pvkit_domid_t domid, std::uint32_t devid);
 
 // Creates an image of `bytes` bytes filled with `fill`.
 void make_image(const std::string& path, std::uint64_t bytes, std::uint8_t fill = 0);
+// A disk of domain `domid` (devid 51712) on a fresh zero-filled image of
+// `bytes` named `name` in the bench's directory.
+DiskSpec image_disk(const Bench& b, pvkit_domid_t domid, const std::string& name,
+                    std::uint64_t bytes);
 // Reads `len` bytes of the image at `offset` with pread (the host's own view).
 std::vector<std::byte> read_image(const std::string& path, std::uint64_t offset, std::size_t len);
 // Allocated bytes of a file (st_blocks * 512): shows holes.

@@ -20,15 +20,6 @@ namespace {
 
 constexpr std::uint64_t kImageBytes = 16ull << 20;
 
-DiskSpec disk(const Bench& b, pvkit_domid_t domid, const std::string& name) {
-    DiskSpec s;
-    s.domid = domid;
-    s.devid = 51712;
-    s.image = b.image(name);
-    make_image(s.image, kImageBytes);
-    return s;
-}
-
 std::vector<std::byte> bytes_of_blocks(std::uint64_t first_block, std::uint32_t blocks, std::uint64_t version) {
     std::vector<std::byte> out;
     for (std::uint32_t i = 0; i < blocks; ++i) {
@@ -57,7 +48,7 @@ bool wait_statistic(StoreClient& c, const DiskSpec& s, const std::string& name, 
 TEST_CASE("a disk is published, connected and round-trips data checked on the host", "[io]") {
     Bench b;
     StoreClient dom0 = b.store.client();
-    DiskSpec s = disk(b, 1, "a.img");
+    DiskSpec s = image_disk(b, 1, "a.img", kImageBytes);
     attach_disk(dom0, s, ::getpid());
     TestFrontend f(b.store.socket(), s);
     f.connect();
@@ -114,7 +105,8 @@ TEST_CASE("queue depth up to the ring size, on one-page and multi-page rings", "
     Bench b;
     StoreClient dom0 = b.store.client();
     for (std::uint32_t order : {0u, 2u}) {
-        DiskSpec s = disk(b, static_cast<pvkit_domid_t>(1 + order), "qd" + std::to_string(order) + ".img");
+        DiskSpec s = image_disk(b, static_cast<pvkit_domid_t>(1 + order),
+                                "qd" + std::to_string(order) + ".img", kImageBytes);
         attach_disk(dom0, s, ::getpid());
         TestFrontend::Options o;
         o.ring_order = order;
@@ -163,7 +155,7 @@ TEST_CASE("the data path under each loop setting: io_uring writes, small submit 
         CAPTURE(k);
         Bench b(settings[k]);
         StoreClient dom0 = b.store.client();
-        DiskSpec s = disk(b, 1, "set.img");
+        DiskSpec s = image_disk(b, 1, "set.img", kImageBytes);
         attach_disk(dom0, s, ::getpid());
         TestFrontend f(b.store.socket(), s);
         f.connect();
@@ -210,11 +202,11 @@ TEST_CASE("several devices and frontends at once", "[io]") {
     std::vector<std::unique_ptr<TestFrontend>> fronts;
     std::vector<DiskSpec> specs;
     for (pvkit_domid_t d = 1; d <= 3; ++d) {
-        specs.push_back(disk(b, d, "m" + std::to_string(d) + ".img"));
+        specs.push_back(image_disk(b, d, "m" + std::to_string(d) + ".img", kImageBytes));
         attach_disk(dom0, specs.back(), ::getpid());
     }
     // A second disk of domain 1 on the same daemon.
-    DiskSpec second = disk(b, 1, "m1b.img");
+    DiskSpec second = image_disk(b, 1, "m1b.img", kImageBytes);
     second.devid = 51728;
     attach_disk(dom0, second, ::getpid());
     specs.push_back(second);
@@ -250,7 +242,7 @@ TEST_CASE("several devices and frontends at once", "[io]") {
 TEST_CASE("flush, discard and indirect requests", "[io]") {
     Bench b;
     StoreClient dom0 = b.store.client();
-    DiskSpec s = disk(b, 1, "fd.img");
+    DiskSpec s = image_disk(b, 1, "fd.img", kImageBytes);
     make_image(s.image, kImageBytes, 0xEE); // allocated and non-zero everywhere
     attach_disk(dom0, s, ::getpid());
     TestFrontend f(b.store.socket(), s);
@@ -290,7 +282,7 @@ TEST_CASE("flush, discard and indirect requests", "[io]") {
 TEST_CASE("features that are not offered are refused with EOPNOTSUPP", "[io]") {
     Bench b;
     StoreClient dom0 = b.store.client();
-    DiskSpec s = disk(b, 1, "nf.img");
+    DiskSpec s = image_disk(b, 1, "nf.img", kImageBytes);
     s.flush = false;
     s.discard = false;
     s.max_indirect_segments = 0;
@@ -312,7 +304,7 @@ TEST_CASE("features that are not offered are refused with EOPNOTSUPP", "[io]") {
 TEST_CASE("a read-only disk refuses writes and discards but serves reads", "[io]") {
     Bench b;
     StoreClient dom0 = b.store.client();
-    DiskSpec s = disk(b, 1, "ro.img");
+    DiskSpec s = image_disk(b, 1, "ro.img", kImageBytes);
     auto content = pattern_block(1, 1);
     {
         pvkit::UniqueFd fd(::open(s.image.c_str(), O_WRONLY | O_CLOEXEC));
@@ -335,7 +327,7 @@ TEST_CASE("a read-only disk refuses writes and discards but serves reads", "[io]
 TEST_CASE("a 4096-byte-sector disk", "[io]") {
     Bench b;
     StoreClient dom0 = b.store.client();
-    DiskSpec s = disk(b, 1, "4k.img");
+    DiskSpec s = image_disk(b, 1, "4k.img", kImageBytes);
     s.sector_size = 4096;
     attach_disk(dom0, s, ::getpid());
     TestFrontend f(b.store.socket(), s);
@@ -351,7 +343,7 @@ TEST_CASE("a 4096-byte-sector disk", "[io]") {
 TEST_CASE("close by the frontend, reopen, and detach by the toolstack", "[io]") {
     Bench b;
     StoreClient dom0 = b.store.client();
-    DiskSpec s = disk(b, 1, "cl.img");
+    DiskSpec s = image_disk(b, 1, "cl.img", kImageBytes);
     attach_disk(dom0, s, ::getpid());
     TestFrontend f(b.store.socket(), s);
     f.connect();
@@ -377,13 +369,13 @@ TEST_CASE("close by the frontend, reopen, and detach by the toolstack", "[io]") 
 TEST_CASE("a bad config closes that device only", "[io]") {
     Bench b;
     StoreClient dom0 = b.store.client();
-    DiskSpec bad = disk(b, 1, "bad.img");
+    DiskSpec bad = image_disk(b, 1, "bad.img", kImageBytes);
     bad.backend_overrides["config-sector-size"] = "1000";
     attach_disk(dom0, bad, ::getpid());
-    DiskSpec missing = disk(b, 2, "missing.img");
+    DiskSpec missing = image_disk(b, 2, "missing.img", kImageBytes);
     missing.image = b.image("does-not-exist.img");
     attach_disk(dom0, missing, ::getpid());
-    DiskSpec good = disk(b, 3, "good.img");
+    DiskSpec good = image_disk(b, 3, "good.img", kImageBytes);
     attach_disk(dom0, good, ::getpid());
 
     TestFrontend fb(b.store.socket(), bad);
@@ -407,7 +399,7 @@ TEST_CASE("a bad config closes that device only", "[io]") {
 TEST_CASE("a removed directory drops the device at once, and it can come back", "[io]") {
     Bench b;
     StoreClient dom0 = b.store.client();
-    DiskSpec s = disk(b, 1, "rm.img");
+    DiskSpec s = image_disk(b, 1, "rm.img", kImageBytes);
     attach_disk(dom0, s, ::getpid());
     auto f = std::make_unique<TestFrontend>(b.store.socket(), s);
     f->connect();

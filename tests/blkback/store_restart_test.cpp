@@ -9,9 +9,9 @@
 // the test reads the store through a new dom0 client.
 #include <catch2/catch.hpp>
 
-#include <signal.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -24,15 +24,6 @@ using pvkit::toolstack::XenbusState;
 namespace {
 
 constexpr std::uint64_t kImageBytes = 4ull << 20;
-
-DiskSpec disk(const Bench& b, pvkit_domid_t domid, const std::string& name) {
-    DiskSpec s;
-    s.domid = domid;
-    s.devid = 51712;
-    s.image = b.image(name);
-    make_image(s.image, kImageBytes);
-    return s;
-}
 
 // Writes block `block` (8 sectors) with `version`, reads it back through
 // the ring and checks it; returns false on any mismatch.
@@ -81,8 +72,8 @@ TEST_CASE("blkback keeps serving through a store kill -9 and reconnects after it
 
     // A: connected, does I/O throughout. B: connected, removed while
     // blkback has no store connection.
-    DiskSpec sa = disk(b, 1, "a.img");
-    DiskSpec sb = disk(b, 2, "b.img");
+    DiskSpec sa = image_disk(b, 1, "a.img", kImageBytes);
+    DiskSpec sb = image_disk(b, 2, "b.img", kImageBytes);
     attach_disk(dom0, sa, ::getpid());
     attach_disk(dom0, sb, ::getpid());
     TestFrontend fa(b.store.socket(), sa);
@@ -117,7 +108,7 @@ TEST_CASE("blkback keeps serving through a store kill -9 and reconnects after it
     dom0 = b.store.client();
     REQUIRE(dom0.rm(backend_dir(sb.domid, sb.devid)));
     REQUIRE(dom0.rm(frontend_dir(sb.domid, sb.devid)));
-    DiskSpec sc = disk(b, 3, "c.img");
+    DiskSpec sc = image_disk(b, 3, "c.img", kImageBytes);
     attach_disk(dom0, sc, ::getpid());
 
     // The new device connects through the same blkback process and does I/O.
@@ -156,7 +147,7 @@ TEST_CASE("blkback survives a store that stays away for a while, then restarts t
     Bench b;
     StoreClient dom0 = b.store.client();
     const pid_t blkback_pid = b.blkback.pid();
-    DiskSpec sa = disk(b, 1, "a.img");
+    DiskSpec sa = image_disk(b, 1, "a.img", kImageBytes);
     attach_disk(dom0, sa, ::getpid());
     TestFrontend fa(b.store.socket(), sa);
     fa.connect();
@@ -177,8 +168,8 @@ TEST_CASE("blkback survives a store that stays away for a while, then restarts t
         b.store.start();
         dom0 = b.store.client();
         // A device attached after this restart connects.
-        DiskSpec sn = disk(b, static_cast<pvkit_domid_t>(10 + round),
-                           "n" + std::to_string(round) + ".img");
+        DiskSpec sn = image_disk(b, static_cast<pvkit_domid_t>(10 + round),
+                                 "n" + std::to_string(round) + ".img", kImageBytes);
         attach_disk(dom0, sn, ::getpid());
         TestFrontend fn(b.store.socket(), sn);
         fn.connect();

@@ -25,10 +25,16 @@ using namespace pvkit::store::test;
 
 namespace {
 
-std::string err(StoreError e) { return "!" + std::string(to_string(e)); }
+std::string err(StoreError e) {
+    return "!" + std::string(to_string(e));
+}
 
-std::string show(const StoreResult<std::string>& r) { return r ? r.value() : err(r.error()); }
-std::string show(const StoreResult<void>& r) { return r ? "OK" : err(r.error()); }
+std::string show(const StoreResult<std::string>& r) {
+    return r ? r.value() : err(r.error());
+}
+std::string show(const StoreResult<void>& r) {
+    return r ? "OK" : err(r.error());
+}
 
 // A client of `d` that reconnects for as long as any test waits.
 StoreClient reconnecting(const Daemon& d, std::chrono::milliseconds deadline = kWait) {
@@ -170,8 +176,7 @@ TEST_CASE("after kill -9 and restart the client reads again and its watch fires"
     }
 }
 
-TEST_CASE("a transaction open at the crash ends with EAGAIN; a retry commits",
-          "[reconnect][tx]") {
+TEST_CASE("a transaction open at the crash ends with EAGAIN; a retry commits", "[reconnect][tx]") {
     Daemon d;
     StoreClient c = reconnecting(d);
     REQUIRE(c.mkdir("/t").ok());
@@ -205,8 +210,7 @@ TEST_CASE("a transaction open at the crash ends with EAGAIN; a retry commits",
     CHECK(show(other.read("/t/b")) == "2");
 }
 
-TEST_CASE("a restricted connection is restricted again after reconnecting",
-          "[reconnect][perms]") {
+TEST_CASE("a restricted connection is restricted again after reconnecting", "[reconnect][perms]") {
     Daemon d;
     StoreClient root = d.client();
     REQUIRE(root.mkdir("/local/domain/5").ok());
@@ -288,18 +292,16 @@ TEST_CASE("a request in flight when the daemon dies", "[reconnect][inflight]") {
     StoreClient c(nullptr);
 
     SECTION("a read is sent again") {
-        auto [r, seen] = with_request_in_flight(socket, d, c, [](StoreClient& cl) {
-            return cl.read("/nothing");
-        });
+        auto [r, seen] = with_request_in_flight(
+            socket, d, c, [](StoreClient& cl) { return cl.read("/nothing"); });
         INFO(c.reconnect_stats().last_error);
         CHECK(seen == PVKIT_STORE_READ);
         CHECK(show(r) == err(StoreError::kNoEnt));
         CHECK(c.reconnect_stats().resent == 1);
     }
     SECTION("a write is not: its outcome is unknown, the client is back") {
-        auto [r, seen] = with_request_in_flight(socket, d, c, [](StoreClient& cl) {
-            return cl.write("/maybe", "1");
-        });
+        auto [r, seen] = with_request_in_flight(
+            socket, d, c, [](StoreClient& cl) { return cl.write("/maybe", "1"); });
         CHECK(seen == PVKIT_STORE_WRITE);
         CHECK(show(r) == err(StoreError::kNotConn));
         CHECK(c.reconnect_stats().resent == 0);
@@ -307,9 +309,8 @@ TEST_CASE("a request in flight when the daemon dies", "[reconnect][inflight]") {
         CHECK(show(c.read("/maybe")) == err(StoreError::kNoEnt));
     }
     SECTION("a watch is sent again and fires") {
-        auto [r, seen] = with_request_in_flight(socket, d, c, [](StoreClient& cl) {
-            return cl.watch("/w", "t");
-        });
+        auto [r, seen] = with_request_in_flight(
+            socket, d, c, [](StoreClient& cl) { return cl.watch("/w", "t"); });
         CHECK(seen == PVKIT_STORE_WATCH);
         CHECK(show(r) == "OK");
         CHECK(next_event(c) == WatchEvent{"/w", "t"});

@@ -286,10 +286,9 @@ TEST_CASE("attaching a device that exists is refused and changes nothing", "[cli
     std::string img = write_file(dir, "other.img", std::string(4096, '\0'));
     StoreClient client = d.client();
     // Both devices are in use: each end Connected.
-    const std::string states[] = {"/local/domain/1/device/vbd/51712/state",
-                                  "/local/domain/0/backend/vbd/1/51712/state",
-                                  "/local/domain/1/device/vif/0/state",
-                                  "/local/domain/0/backend/vif/1/0/state"};
+    const std::string states[] = {
+        "/local/domain/1/device/vbd/51712/state", "/local/domain/0/backend/vbd/1/51712/state",
+        "/local/domain/1/device/vif/0/state", "/local/domain/0/backend/vif/1/0/state"};
     for (const std::string& state : states)
         REQUIRE(client.write(state, "4").ok());
     const auto before = dump_store(client);

@@ -1423,12 +1423,11 @@ void Daemon::Impl::print_statistics() {
         return;
     }
     const auto& rs = m_store->reconnect_stats();
-    std::fprintf(stderr,
-                 "pvkit-blkback: store: %s, losses=%llu reconnects=%llu dial_failures=%llu\n",
-                 m_store_down ? "unreachable" : "connected",
-                 static_cast<unsigned long long>(m_store_losses),
-                 static_cast<unsigned long long>(rs.reconnects),
-                 static_cast<unsigned long long>(rs.dial_failures));
+    std::fprintf(
+        stderr, "pvkit-blkback: store: %s, losses=%llu reconnects=%llu dial_failures=%llu\n",
+        m_store_down ? "unreachable" : "connected", static_cast<unsigned long long>(m_store_losses),
+        static_cast<unsigned long long>(rs.reconnects),
+        static_cast<unsigned long long>(rs.dial_failures));
     for (auto& [key, dev] : m_devices) {
         std::string line;
         for (const auto& [name, value] : dev->counters.items()) {

@@ -412,7 +412,7 @@ StoreResult<void> StoreClient::reconnect(Clock::time_point deadline) {
     }
 }
 
-StoreResult<Message> StoreClient::request(std::uint32_t type, std::string payload,
+StoreResult<Message> StoreClient::request(std::uint32_t type, const std::string& payload,
                                           std::uint32_t tx_id) {
     if (!m_transport && !m_policy)
         return Unexpected{StoreError::kNotConn};
@@ -458,7 +458,7 @@ StoreResult<Message> StoreClient::request(std::uint32_t type, std::string payloa
 
 StoreResult<std::string> StoreClient::call(std::uint32_t type, std::string payload,
                                            std::uint32_t tx_id) {
-    StoreResult<Message> r = request(type, std::move(payload), tx_id);
+    StoreResult<Message> r = request(type, payload, tx_id);
     if (!r)
         return Unexpected{r.error()};
     return std::move(r->payload);

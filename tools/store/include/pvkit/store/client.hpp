@@ -85,7 +85,7 @@ struct ReconnectStats {
     std::uint64_t dial_failures = 0; // dials that failed (each one is retried until the deadline)
     std::uint64_t resent = 0;        // requests sent again on a new connection
     std::uint64_t lost_transactions = 0; // transactions open when a connection dropped
-    std::string last_error;          // why the last dial or restore failed, "" if none did
+    std::string last_error;              // why the last dial or restore failed, "" if none did
 };
 
 // `path` if not empty, else $PVKIT_STORE_SOCKET if set and not empty, else
@@ -149,7 +149,7 @@ public:
     // error). For tools and tests that speak the protocol directly. Every
     // other call goes through here, so watches, the restriction and open
     // transactions set this way are restored (or failed) on reconnect too.
-    [[nodiscard]] StoreResult<Message> request(std::uint32_t type, std::string payload,
+    [[nodiscard]] StoreResult<Message> request(std::uint32_t type, const std::string& payload,
                                                std::uint32_t tx_id = 0);
 
     [[nodiscard]] bool connected() const { return m_transport != nullptr; }
