@@ -24,6 +24,7 @@ constexpr std::uint32_t kMaxIoBytes = PVKIT_BLKFRONT_MAX_IO_SEGS * PVKIT_PAGE_SI
 // wake this often to retry them; otherwise they sleep until an event.
 constexpr std::chrono::milliseconds kDeferredTick{10};
 constexpr std::chrono::milliseconds kIdleTick{1000};
+constexpr std::chrono::milliseconds kStoreDownTick{50};
 // How often a waiter looks for store events while responses keep coming.
 constexpr std::chrono::microseconds kStorePumpInterval{1000};
 // After a teardown wait times out, how long to wait once the ring is dropped.
@@ -471,6 +472,10 @@ bool DeviceImpl::progress(Clock::time_point deadline) {
     if (now >= deadline)
         return false;
     auto tick = core != nullptr && pvkit_blkfront_deferred(core) != 0 ? kDeferredTick : kIdleTick;
+    // Without pvkit-stored there is no descriptor to wake us: wake now and
+    // then so that pump_events() gets to redial it.
+    if (m_domain.store_down())
+        tick = std::min(tick, kStoreDownTick);
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
                 std::chrono::milliseconds(1);
     const int timeout_ms = static_cast<int>(std::min(left, std::chrono::milliseconds(tick)).count());

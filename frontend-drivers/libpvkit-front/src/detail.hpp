@@ -25,7 +25,9 @@ class DeviceImpl;
 // poll(2) on it together with its event channel.
 struct StoreConnection {
     store::StoreClient client;
-    int fd = -1; // owned by the client's transport
+    // Owned by the client's transport; changes when the client reconnects
+    // (DomainImpl::pump_events() keeps it current, -1 while down).
+    int fd = -1;
 };
 // Connects to pvkit-stored (resolve_socket_path(path)). Throws FrontError.
 StoreConnection connect_store(const std::string& path, std::chrono::milliseconds timeout);
@@ -86,10 +88,16 @@ public:
     void unregister_device(const std::string& token);
 
     // Store events, without blocking: each goes to the device whose token
-    // it carries. Returns how many were handed out.
+    // it carries. Returns how many were handed out. While the restricted
+    // connection is down it redials first (once, without waiting, at most
+    // every m_store_backoff); after a reconnect the watches fire again and
+    // the devices re-read the store.
     std::size_t pump_events();
-    // -1 once the connection is gone (a waiter then stops polling it).
-    [[nodiscard]] int store_fd() const { return m_store_broken ? -1 : m_self.fd; }
+    // -1 while the connection is down (a waiter then stops polling it).
+    [[nodiscard]] int store_fd() const { return m_store_down ? -1 : m_self.client.native_handle(); }
+    // True while pvkit-stored is unreachable: a waiter sleeps in short
+    // ticks so that pump_events() gets to redial.
+    [[nodiscard]] bool store_down() const { return m_store_down; }
 
     std::optional<pvkit_evtchn_port_t> alloc_port();
     void free_port(pvkit_evtchn_port_t port);
@@ -103,11 +111,21 @@ public:
     StoreConnection m_self;
 
 private:
+    using Clock = std::chrono::steady_clock;
+
     void open_restricted();
+    // The connection is gone (the client closed its descriptor).
+    void store_lost();
+    // Notices a reconnect made inside any call on m_self (the devices'
+    // own store calls too): takes the new descriptor.
+    void check_reconnected();
 
     bool m_owned = false;
     bool m_destroyed = false;
-    bool m_store_broken = false;
+    bool m_store_down = false;
+    std::uint64_t m_seen_reconnects = 0;
+    Clock::time_point m_store_retry_at{};
+    std::chrono::milliseconds m_store_backoff{0};
     std::map<std::string, DeviceImpl*> m_devices;
     std::vector<bool> m_ports;
 };

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -79,6 +80,15 @@ StoreConnection connect_store(const std::string& socket_path, std::chrono::milli
     const int raw = client->native_handle();
     StoreConnection c{std::move(client.value()), raw};
     c.client.set_reply_timeout(timeout);
+    // Follow a pvkit-stored restart, with a deadline of zero: a call that
+    // finds the connection lost dials once and fails at once if no daemon
+    // answers, so no call (and no I/O path that pumps store events) ever
+    // sleeps in a redial. DomainImpl::pump_events() dials again with its
+    // own backoff for as long as it takes.
+    store::ReconnectPolicy policy;
+    policy.deadline = std::chrono::milliseconds(0);
+    if (auto p = c.client.set_reconnect_policy(policy); !p)
+        throw_store("enable store reconnection", p.error());
     return c;
 }
 
@@ -303,26 +313,73 @@ void DomainImpl::register_device(const std::string& token, DeviceImpl* device) {
 
 void DomainImpl::unregister_device(const std::string& token) { m_devices.erase(token); }
 
+namespace {
+
+// How often a HostDomain redials a pvkit-stored that went away.
+constexpr std::chrono::milliseconds kStoreRetryFirst{10};
+constexpr std::chrono::milliseconds kStoreRetryMax{500};
+
+} // namespace
+
+void DomainImpl::store_lost() {
+    if (m_store_down)
+        return;
+    // The client closed the descriptor; connected devices keep doing I/O
+    // (their data path is the ring and the event channel), only their
+    // handshakes wait for the store.
+    m_store_down = true;
+    m_self.fd = -1;
+    m_store_backoff = kStoreRetryFirst;
+    m_store_retry_at = Clock::now() + m_store_backoff;
+}
+
+void DomainImpl::check_reconnected() {
+    if (!m_self.client.connected()) {
+        store_lost();
+        return;
+    }
+    m_store_down = false;
+    const std::uint64_t reconnects = m_self.client.reconnect_stats().reconnects;
+    if (reconnects == m_seen_reconnects && m_self.fd >= 0)
+        return;
+    // A new connection (restricted again, watches set again): a new
+    // descriptor, which may or may not have the old number. The watches'
+    // first events are queued and make every device re-read its backend.
+    m_seen_reconnects = reconnects;
+    m_self.fd = m_self.client.native_handle();
+}
+
 std::size_t DomainImpl::pump_events() {
-    if (m_store_broken || !m_self.client.connected())
+    if (!m_store_down && !m_self.client.connected())
+        store_lost();
+    const bool redial = m_store_down;
+    const Clock::time_point now = Clock::now();
+    if (redial && now < m_store_retry_at)
         return 0;
     std::size_t handed = 0;
     // Drain everything buffered or readable now; a device's reaction may
     // queue more events (its own store calls read the socket), hence the
-    // bound rather than a loop until quiet.
+    // bound rather than a loop until quiet. With the connection closed the
+    // first call dials once (the policy's deadline is zero); on success it
+    // restores the restriction and the watches, whose events (one per
+    // watch) it queues: each device then re-reads its backend.
     for (int round = 0; round < 256; ++round) {
         StoreResult<store::WatchEvent> ev = m_self.client.wait_for_event(std::chrono::milliseconds(0));
-        if (!ev) {
-            if (ev.error() != StoreError::kTimedOut)
-                m_store_broken = true;
-            break;
-        }
+        if (!ev)
+            break; // kTimedOut: quiet; otherwise lost, and check_reconnected() sees it
         auto it = m_devices.find(ev->token);
         if (it != m_devices.end()) {
             it->second->on_store_event();
             ++handed;
         }
     }
+    if (redial && !m_self.client.connected()) {
+        // Still unreachable: dial again later.
+        m_store_retry_at = now + m_store_backoff;
+        m_store_backoff = std::min(m_store_backoff * 2, kStoreRetryMax);
+        return handed;
+    }
+    check_reconnected();
     return handed;
 }
 
