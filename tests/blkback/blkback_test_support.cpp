@@ -151,6 +151,18 @@ std::string frontend_dir(pvkit_domid_t domid, std::uint32_t devid) {
     return "/local/domain/" + std::to_string(domid) + "/device/vbd/" + std::to_string(devid);
 }
 
+bool wait_node(StoreClient& c, const std::string& path, const std::string& value) {
+    auto deadline = std::chrono::steady_clock::now() + kWait;
+    (void)c.watch(path, "wait");
+    while (std::chrono::steady_clock::now() < deadline) {
+        auto v = c.read(path);
+        if (v && *v == value)
+            return true;
+        (void)c.wait_for_event(std::chrono::milliseconds(200));
+    }
+    return false;
+}
+
 DiskSpec image_disk(const Bench& b, pvkit_domid_t domid, const std::string& name,
                     std::uint64_t bytes) {
     DiskSpec s;

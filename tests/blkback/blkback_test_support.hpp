@@ -102,6 +102,8 @@ std::uint64_t allocated_bytes(const std::string& path);
 // The toolstack side, as domain 0: the domain's pid node (what
 // handoff.hpp's credential check reads) and the device's directories.
 void attach_disk(StoreClient& dom0, const DiskSpec& spec, pid_t frontend_pid);
+// Waits (bounded by kWait) until the node at `path` reads `value`.
+bool wait_node(StoreClient& c, const std::string& path, const std::string& value);
 // device_close_ops: online = 0 and state = Closing in one transaction.
 void detach_disk(StoreClient& dom0, const DiskSpec& spec);
 

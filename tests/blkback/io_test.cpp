@@ -30,17 +30,9 @@ std::vector<std::byte> bytes_of_blocks(std::uint64_t first_block, std::uint32_t 
 }
 
 // Waits (bounded) until the backend's statistics/<name> reads `value`.
-bool wait_statistic(StoreClient& c, const DiskSpec& s, const std::string& name, const std::string& value) {
-    auto deadline = std::chrono::steady_clock::now() + kWait;
-    const std::string path = backend_dir(s.domid, s.devid) + "/statistics/" + name;
-    (void)c.watch(path, "stat");
-    while (std::chrono::steady_clock::now() < deadline) {
-        auto v = c.read(path);
-        if (v && *v == value)
-            return true;
-        (void)c.wait_for_event(std::chrono::milliseconds(200));
-    }
-    return false;
+bool wait_statistic(StoreClient& c, const DiskSpec& s, const std::string& name,
+                    const std::string& value) {
+    return wait_node(c, backend_dir(s.domid, s.devid) + "/statistics/" + name, value);
 }
 
 } // namespace

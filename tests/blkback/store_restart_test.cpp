@@ -37,19 +37,6 @@ bool write_and_verify(TestFrontend& f, std::uint64_t block, std::uint64_t versio
     return back == data;
 }
 
-// Waits (bounded) until `path` reads `value`.
-bool wait_node(StoreClient& c, const std::string& path, const std::string& value) {
-    auto deadline = std::chrono::steady_clock::now() + kWait;
-    (void)c.watch(path, "wait");
-    while (std::chrono::steady_clock::now() < deadline) {
-        auto v = c.read(path);
-        if (v && *v == value)
-            return true;
-        (void)c.wait_for_event(std::chrono::milliseconds(200));
-    }
-    return false;
-}
-
 // Waits (bounded) until `path` is gone.
 bool wait_gone(StoreClient& c, const std::string& path) {
     auto deadline = std::chrono::steady_clock::now() + kWait;

@@ -15,6 +15,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "pvkit/vmm/helper_thread.hpp"
+
 namespace pvkit::vmm {
 
 namespace {
@@ -56,20 +58,12 @@ ConsoleServer::ConsoleServer(std::string path) : m_path(std::move(path)), m_ring
         ::unlink(m_path.c_str());
         fail(m_path, "eventfd");
     }
-    // As the store relay: every signal blocked in the thread, so SIGTERM,
-    // SIGINT and the timeout reach the vCPU thread.
-    sigset_t all;
-    sigset_t old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     try {
-        m_thread = std::thread([this] { run(); });
+        m_thread = start_helper_thread([this] { run(); });
     } catch (...) {
-        pthread_sigmask(SIG_SETMASK, &old, nullptr);
         ::unlink(m_path.c_str());
         throw;
     }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 ConsoleServer::~ConsoleServer() {

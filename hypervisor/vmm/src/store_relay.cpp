@@ -20,6 +20,8 @@
 #include <system_error>
 #include <utility>
 
+#include "pvkit/vmm/helper_thread.hpp"
+
 namespace pvkit::vmm {
 
 namespace {
@@ -247,20 +249,7 @@ void StoreRelay::start(StoreRingPage& page, UniqueFd kick, UniqueFd irq) {
     if (!m_stop.valid())
         throw_errno("eventfd for the store relay");
     m_pump = std::make_unique<StoreRingPump>(page.ring());
-    // The thread starts with every signal blocked, so that SIGTERM, SIGINT
-    // and the timeout are always delivered to the vCPU thread, the one
-    // they must interrupt (a halted vCPU is woken by nothing else).
-    sigset_t all;
-    sigset_t old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    try {
-        m_thread = std::thread([this] { run(); });
-    } catch (...) {
-        pthread_sigmask(SIG_SETMASK, &old, nullptr);
-        throw;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    m_thread = start_helper_thread([this] { run(); });
 }
 
 void StoreRelay::stop() {
